@@ -1,0 +1,13 @@
+{#-
+    Use custom schema names verbatim (staging, marts) instead of dbt's default
+    `<target_schema>_<custom_schema>`, so BI and the pipeline can rely on fixed
+    schema names on every target. Models without a custom schema go to the
+    target schema.
+-#}
+{% macro generate_schema_name(custom_schema_name, node) -%}
+    {%- if custom_schema_name is none -%}
+        {{ target.schema }}
+    {%- else -%}
+        {{ custom_schema_name | trim }}
+    {%- endif -%}
+{%- endmacro %}

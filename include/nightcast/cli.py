@@ -1,0 +1,156 @@
+"""The ``nightcast`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from datetime import date
+from pathlib import Path
+
+from nightcast.env import embedded_defaults, render_dotenv
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _apply_defaults() -> None:
+    """Embedded defaults for anything the environment does not set already."""
+    for key, value in embedded_defaults().items():
+        os.environ.setdefault(key, value)
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    text = render_dotenv(embedded_defaults())
+    if args.write:
+        path = Path(args.write)
+        if path.exists() and not args.force:
+            print(f"{path} exists; keeping it (use --force to regenerate)")
+            return 0
+        path.write_text(text)
+        print(f"wrote {path}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_demo_erp(args: argparse.Namespace) -> int:
+    from nightcast import demo_erp
+    from nightcast.config import connection_url
+
+    _apply_defaults()
+    url = args.url or connection_url("nightcast_demo_erp")
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if args.action == "init":
+        counts = demo_erp.generate(
+            url,
+            size=args.size,
+            start=args.start,
+            end=args.end,
+            seed=args.seed,
+            replace=args.replace,
+        )
+    else:
+        if args.day is None:
+            raise SystemExit("demo-erp advance needs --day YYYY-MM-DD")
+        counts = demo_erp.advance(url, args.day)
+    print(", ".join(f"{k}: {v:,}" for k, v in counts.items()))
+    return 0
+
+
+def cmd_airflow_setup(args: argparse.Namespace) -> int:
+    from nightcast.demo import airflow_setup
+
+    _apply_defaults()
+    airflow_setup()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from nightcast.demo import run_demo
+
+    _apply_defaults()
+    return run_demo(
+        size=args.size, nights=args.nights, first_night=args.first_night, fresh=not args.keep
+    )
+
+
+def cmd_airflow(args: argparse.Namespace) -> int:
+    from nightcast.demo import airflow_standalone
+
+    _apply_defaults()
+    return airflow_standalone()
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from nightcast.config import get_settings
+    from nightcast.demo import render_summary
+
+    _apply_defaults()
+    print(render_summary(get_settings(), args.run_date))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nightcast", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("env", help="print (or write) the embedded-default environment (.env)")
+    e.add_argument("--write", metavar="PATH")
+    e.add_argument("--force", action="store_true")
+    e.set_defaults(func=cmd_env)
+
+    d = sub.add_parser("demo-erp", help="generate or advance the demo ERP")
+    d.add_argument("action", choices=["init", "advance"])
+    d.add_argument("--url", help="SQLAlchemy URL (default: AIRFLOW_CONN_NIGHTCAST_DEMO_ERP)")
+    d.add_argument("--size", default="default", help="tiny | small | default | medium | m5")
+    d.add_argument("--start", type=_date)
+    d.add_argument("--end", type=_date)
+    d.add_argument("--day", type=_date, help="advance: the business day to simulate")
+    d.add_argument("--seed", type=int, default=42)
+    d.add_argument("--replace", action="store_true", help="init: overwrite an existing ERP")
+    d.set_defaults(func=cmd_demo_erp)
+
+    a = sub.add_parser(
+        "airflow-setup", help="migrate the Airflow metadata DB and create the ERP pools"
+    )
+    a.set_defaults(func=cmd_airflow_setup)
+
+    r = sub.add_parser(
+        "demo", help="generate the demo ERP and run the nightly DAG for a few nights"
+    )
+    r.add_argument("--size", default=os.environ.get("NIGHTCAST_DEMO_SIZE", "default"))
+    r.add_argument("--nights", type=int, default=3)
+    r.add_argument("--first-night", type=_date, default=date(2025, 12, 1))
+    r.add_argument(
+        "--keep", action="store_true", help="keep existing data/ instead of starting fresh"
+    )
+    r.set_defaults(func=cmd_demo)
+
+    af = sub.add_parser(
+        "airflow", help="run `airflow standalone` with the project's DAGs (Ctrl-C stops it)"
+    )
+    af.set_defaults(func=cmd_airflow)
+
+    s = sub.add_parser("summary", help="print the summary of a run (default: the latest)")
+    s.add_argument("--run-date", type=_date)
+    s.set_defaults(func=cmd_summary)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,101 @@
+"""Deployment settings, read from the environment in one place.
+
+One setting switches the target: ``NIGHTCAST_WAREHOUSE_URL`` (a DuckDB file by
+default) and the ``AIRFLOW_CONN_<ID>`` connection of each ERP source. Code never
+falls back to an empty secret: a missing required variable raises
+:class:`MissingSettingError` naming it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class MissingSettingError(RuntimeError):
+    """A required environment variable is not set."""
+
+
+def _path(name: str, default: Path) -> Path:
+    raw = os.environ.get(name)
+    return Path(raw).expanduser().resolve() if raw else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where things live for one deployment."""
+
+    data_dir: Path
+    lake_dir: Path
+    warehouse_path: Path
+    sources_dir: Path
+    dbt_project_dir: Path
+    expectations_dir: Path
+    models_dir: Path
+    timezone: str
+    horizon_days: int
+    lookback_days: int
+
+    @property
+    def warehouse_url(self) -> str:
+        return f"duckdb:///{self.warehouse_path}"
+
+
+def get_settings() -> Settings:
+    """Read the settings from the environment (cheap; call it where needed)."""
+    data_dir = _path("NIGHTCAST_DATA_DIR", PROJECT_ROOT / "data")
+    return Settings(
+        data_dir=data_dir,
+        lake_dir=_path("NIGHTCAST_LAKE_DIR", data_dir / "lake"),
+        warehouse_path=_path("NIGHTCAST_WAREHOUSE_PATH", data_dir / "warehouse.duckdb"),
+        sources_dir=_path(
+            "NIGHTCAST_SOURCES_DIR", PROJECT_ROOT / "include" / "nightcast" / "sources" / "mappings"
+        ),
+        dbt_project_dir=_path("NIGHTCAST_DBT_PROJECT_DIR", PROJECT_ROOT / "dbt_project"),
+        expectations_dir=_path("NIGHTCAST_EXPECTATIONS_DIR", PROJECT_ROOT / "expectations"),
+        models_dir=_path("NIGHTCAST_MODELS_DIR", data_dir / "models"),
+        timezone=os.environ.get("NIGHTCAST_TIMEZONE", "UTC"),
+        horizon_days=int(os.environ.get("NIGHTCAST_HORIZON_DAYS", "28")),
+        lookback_days=int(os.environ.get("NIGHTCAST_LOOKBACK_DAYS", "3")),
+    )
+
+
+def connection_url(conn_id: str) -> str:
+    """SQLAlchemy URL of an ERP connection, from ``AIRFLOW_CONN_<CONN_ID>``.
+
+    The same variable Airflow reads, so a deployment configures a source once.
+    Airflow URIs use ``sqlite://`` / ``postgres://`` / ``mysql://`` schemes; they
+    are mapped onto SQLAlchemy drivers here.
+    """
+    var = f"AIRFLOW_CONN_{conn_id.upper()}"
+    raw = os.environ.get(var)
+    if not raw:
+        raise MissingSettingError(
+            f"connection {conn_id!r} is not configured: set {var} "
+            f"(e.g. {var}=sqlite:////abs/path/erp.sqlite); run `make env` for the embedded defaults"
+        )
+    return airflow_uri_to_sqlalchemy(raw)
+
+
+def airflow_uri_to_sqlalchemy(uri: str) -> str:
+    """Translate an Airflow connection URI into a SQLAlchemy URL."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        raise ValueError(f"not a connection URI (expected scheme://...): {uri[:40]!r}")
+    mapping = {
+        "sqlite": "sqlite",
+        "postgres": "postgresql+psycopg",
+        "postgresql": "postgresql+psycopg",
+        "mysql": "mysql+pymysql",
+        "mariadb": "mysql+pymysql",
+    }
+    base = scheme.split("+", 1)[0]
+    if "+" in scheme or base not in mapping:
+        return uri
+    if base == "sqlite":
+        # Airflow writes sqlite:////abs/path; SQLAlchemy wants the same form.
+        return f"sqlite://{rest}" if rest.startswith("/") else f"sqlite:///{rest}"
+    return f"{mapping[base]}://{rest}"

@@ -1,0 +1,224 @@
+"""``make demo``: a demo ERP and a few nights of the real DAG run by Airflow."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+from nightcast.config import Settings, connection_url, get_settings
+from nightcast.orchestration import NIGHTLY_DAG_ID
+from nightcast.sources.mapping import source_pools
+
+log = logging.getLogger("nightcast.demo")
+
+HISTORY_START = date(2024, 1, 1)
+
+
+def _airflow(*args: str, log_file: Path | None = None) -> None:
+    """Run the Airflow CLI of this virtualenv; its output goes to ``log_file`` if given."""
+    exe = Path(sys.executable).with_name("airflow")
+    cmd = [str(exe), *args]
+    if log_file is None:
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        return
+    with log_file.open("w") as fh:
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=False)
+    if proc.returncode != 0:
+        tail = log_file.read_text(errors="replace").splitlines()[-40:]
+        raise RuntimeError(
+            f"`airflow {' '.join(args)}` failed (exit {proc.returncode}); full log: {log_file}\n"
+            + "\n".join(tail)
+        )
+
+
+def airflow_setup(settings: Settings | None = None) -> None:
+    """Migrate the metadata DB and create one pool per ERP source (idempotent)."""
+    settings = settings or get_settings()
+    Path(os.environ["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    _airflow("db", "migrate")
+    pools = {
+        pool: {
+            "slots": 2,
+            "description": f"concurrent connections to ERP source {src!r}",
+            "include_deferred": False,
+        }
+        for src, pool in source_pools(settings.sources_dir)
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+        json.dump(pools, fh)
+    try:
+        _airflow("pools", "import", fh.name)
+    finally:
+        os.unlink(fh.name)
+
+
+def _reset(settings: Settings, erp_url: str) -> None:
+    for path in (
+        settings.lake_dir,
+        settings.models_dir,
+        settings.data_dir / "dbt",
+        settings.data_dir / "logs",
+    ):
+        shutil.rmtree(path, ignore_errors=True)
+    settings.warehouse_path.unlink(missing_ok=True)
+    if erp_url.startswith("sqlite:///"):
+        Path(erp_url.removeprefix("sqlite:///")).unlink(missing_ok=True)
+
+
+def run_night(day: date, log_dir: Path) -> float:
+    """Run the nightly DAG for business day ``day`` through Airflow (`airflow dags test`)."""
+    started = time.monotonic()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    _airflow(
+        "dags",
+        "test",
+        NIGHTLY_DAG_ID,
+        f"{day.isoformat()}T02:00:00+00:00",
+        log_file=log_dir / f"night-{day}.log",
+    )
+    return time.monotonic() - started
+
+
+def run_demo(size: str, nights: int, first_night: date, fresh: bool = True) -> int:
+    from nightcast import demo_erp
+
+    settings = get_settings()
+    url = connection_url("nightcast_demo_erp")
+    timings: dict[str, float] = {}
+    if fresh:
+        _reset(settings, url)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    t = time.monotonic()
+    if demo_erp.last_simulated_day(url) is None:
+        print(
+            f"[demo] generating the {size!r} demo ERP, {HISTORY_START} .. {first_night - timedelta(days=1)}"
+        )
+        counts = demo_erp.generate(
+            url, size=size, start=HISTORY_START, end=first_night - timedelta(days=1)
+        )
+        print("[demo] ERP rows: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    timings["generate demo ERP"] = time.monotonic() - t
+    t = time.monotonic()
+    airflow_setup(settings)
+    timings["airflow db migrate + pools"] = time.monotonic() - t
+    log_dir = settings.data_dir / "logs"
+    for i in range(nights):
+        day = first_night + timedelta(days=i)
+        last = demo_erp.last_simulated_day(url)
+        if last is None or last < day:
+            demo_erp.advance(url, day)
+        print(
+            f"[demo] night {i + 1}/{nights}: business day {day} — running {NIGHTLY_DAG_ID} (log: {log_dir}/night-{day}.log)"
+        )
+        seconds = run_night(day, log_dir)
+        timings[f"night {day}"] = seconds
+        print(f"[demo]   done in {seconds:.0f}s")
+    print()
+    print(render_summary(settings, None, timings))
+    return 0
+
+
+def render_summary(
+    settings: Settings, run_date: date | None, timings: dict[str, float] | None = None
+) -> str:
+    """A short, human summary of the runs in the warehouse."""
+    from nightcast.warehouse.duck import connect
+
+    with connect(settings.warehouse_path, read_only=True) as con:
+        runs = con.execute(
+            "select run_date, status, model_version, series_count, rows_forecast, published_at, message "
+            "from forecast.runs order by run_date"
+        ).fetchall()
+        if run_date is not None:
+            runs = [r for r in runs if r[0] == run_date]
+        lines = [f"Nightcast — {len(runs)} night(s) in {settings.warehouse_path}"]
+        for r in runs:
+            day = r[0]
+            ext = con.execute(
+                "select coalesce(sum(rows_in), 0), coalesce(sum(rows_out), 0), coalesce(sum(rows_quarantined), 0) "
+                "from ops.task_runs where run_date = ? and task = 'load'",
+                [day],
+            ).fetchone() or (0, 0, 0)
+            dq = con.execute(
+                "select count(*), count(*) filter (where not success), "
+                "count(*) filter (where not success and severity = 'critical') from ops.dq_results where run_date = ?",
+                [day],
+            ).fetchone() or (0, 0, 0)
+            stages = con.execute(
+                "select task, sum(seconds) from ops.task_runs where run_date = ? group by task order by min(finished_at)",
+                [day],
+            ).fetchall()
+            lines.append(
+                f"  {day}: {r[1]:<9} extracted {ext[0]:,} rows, loaded {ext[1]:,}, quarantined {ext[2]:,}; "
+                f"DQ {dq[0] - dq[1]}/{dq[0]} checks passed ({dq[2]} critical failures); "
+                f"{r[3] or 0:,} series, {r[4] or 0:,} forecast rows, model {r[2] or '-'}"
+                + (f"\n      message: {r[6]}" if r[6] else "")
+            )
+            if stages:
+                lines.append(
+                    "      stages: "
+                    + ", ".join(f"{t} {s:.1f}s" for t, s in stages if s is not None)
+                )
+    if timings:
+        lines.append("Wall time: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
+    lines.append(
+        f"Forecasts: open {settings.warehouse_path} with any DuckDB client and "
+        "`select * from marts.forecast_latest` (p10/p50/p90 per item, location and day)."
+    )
+    return "\n".join(lines)
+
+
+def airflow_standalone() -> int:
+    """`airflow standalone` with the project's DAGs; Ctrl-C stops every process it started."""
+    import secrets
+
+    airflow_setup()
+    home = Path(os.environ["AIRFLOW_HOME"])
+    pw_file = Path(
+        os.environ.get(
+            "AIRFLOW__SIMPLE_AUTH_MANAGER__PASSWORDS_FILE",
+            home / "simple_auth_manager_passwords.json",
+        )
+    )
+    if not pw_file.exists():
+        pw_file.write_text(json.dumps({"admin": secrets.token_urlsafe(12)}))
+    password = json.loads(pw_file.read_text()).get("admin", "?")
+    print(f"Airflow UI: http://localhost:8080  login: admin / {password}  (Ctrl-C to stop)")
+    exe = Path(sys.executable).with_name("airflow")
+    # Its own process group, so Ctrl-C reaches the scheduler, api-server, triggerer
+    # and dag-processor together and none is left orphaned.
+    proc = subprocess.Popen([str(exe), "standalone"], start_new_session=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        print("\nstopping Airflow ...")
+        stop_process_group(proc)
+        print("Airflow stopped.")
+        return 0
+
+
+def stop_process_group(proc: subprocess.Popen[bytes]) -> None:
+    """Signal the whole group, escalating SIGINT → SIGTERM → SIGKILL until no member is left."""
+    import signal
+
+    for sig, grace in ((signal.SIGINT, 30.0), (signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            proc.poll()  # reap the leader, or its zombie keeps the group alive
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.3)

@@ -1,0 +1,357 @@
+"""``ForecastModel``: a direct multi-horizon, multi-quantile LightGBM forecaster.
+
+One global LightGBM model per quantile is trained on rows ``(series, origin, h)``
+with features computed at the origin only (see :mod:`.features`), the horizon
+``h`` as a feature, and the target scaled by the series' recent mean.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from nightcast.forecasting.device import resolve_device
+from nightcast.forecasting.features import HistoryStats
+from nightcast.forecasting.panel import (
+    DS,
+    ID,
+    Panel,
+    Y,
+    build_panel,
+    calendar,
+    encode_categories,
+    freq_spec,
+    holiday_matrix,
+    resolve_columns,
+    validate_frame,
+)
+
+log = logging.getLogger("nightcast.forecasting")
+
+DEFAULT_PARAMS: dict[str, Any] = {
+    "learning_rate": 0.05,
+    "num_leaves": 31,
+    "min_data_in_leaf": 20,
+    "feature_fraction": 0.9,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+    "num_iterations": 300,
+    "max_cat_to_onehot": 8,
+    "seed": 0,
+    "deterministic": True,
+    "force_row_wise": True,
+    "num_threads": 1,
+    "verbosity": -1,
+    "device_type": "cpu",
+}
+OBJECTIVES = ("l2", "tweedie", "quantile", "l1")
+COUNTRY_COL = "country"
+
+
+def _qname(q: float) -> str:
+    return f"p{round(q * 100):d}"
+
+
+class ForecastModel:
+    """Direct multi-horizon quantile forecaster over long-format data.
+
+    ``params`` are LightGBM parameters merged over :data:`DEFAULT_PARAMS`
+    (``device`` may be 'cpu', 'gpu', 'cuda' or 'auto'; ``num_iterations`` sets
+    the number of boosting rounds). ``objective`` is the P50 objective; other
+    quantiles use the pinball ('quantile') objective. Training origins are taken
+    every 7 days (1 week) back from the end, at most ``max_origins`` of them, and
+    at most ``max_train_rows`` rows are sampled (deterministically) for training.
+    """
+
+    def __init__(
+        self,
+        params: dict[str, Any] | None = None,
+        horizon: int = 28,
+        freq: str = "D",
+        quantiles: tuple[float, ...] = (0.1, 0.5, 0.9),
+        objective: str = "l2",
+        max_origins: int = 26,
+        max_train_rows: int | None = 1_000_000,
+    ) -> None:
+        if horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {horizon}")
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective={objective!r} is not one of {OBJECTIVES}")
+        if not quantiles or any(not 0 < q < 1 for q in quantiles):
+            raise ValueError(f"quantiles must be in (0, 1), got {quantiles}")
+        self.spec = freq_spec(freq)
+        merged = {**DEFAULT_PARAMS, **(params or {})}
+        if "device" in merged:
+            merged["device_type"] = merged.pop("device")
+        self._params = merged
+        self.horizon = int(horizon)
+        self.freq = freq
+        self.quantiles = tuple(sorted(float(q) for q in quantiles))
+        self.objective = objective
+        self.max_origins = int(max_origins)
+        self.max_train_rows = max_train_rows
+        self.boosters: dict[str, lgb.Booster] = {}
+        self.static_cols: list[str] = []
+        self.exog_cols: list[str] = []
+        self.stockout_col: str | None = "is_stockout"
+        self.categories: dict[str, list[str]] = {}
+        self._features: list[str] = []
+        self._train_info: dict[str, Any] = {}
+        self.metrics: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self._params)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self._features)
+
+    @property
+    def train_info(self) -> dict[str, Any]:
+        return dict(self._train_info)
+
+    @property
+    def quantile_names(self) -> list[str]:
+        return [_qname(q) for q in self.quantiles]
+
+    def clone(self) -> ForecastModel:
+        """An unfitted copy with the same settings."""
+        return ForecastModel(
+            self._params, self.horizon, self.freq, self.quantiles, self.objective,
+            self.max_origins, self.max_train_rows,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ design matrix
+    def _design(
+        self, panel: Panel, stats: HistoryStats, s: np.ndarray, o: np.ndarray, h: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Feature matrix (float32, columns = ``feature_names``) and per-row scale.
+
+        ``s``/``o`` are per unique (series, origin) pair; ``h`` is a list of
+        ``(pair index, horizon)`` rows as a ``[N, 2]`` int array.
+        """
+        pair, hz = h[:, 0], h[:, 1]
+        scale_p = stats.scale(s, o)
+        origin = stats.origin_features(s, o, scale_p)
+        rs, ro = s[pair], o[pair]
+        rt = ro + hz
+        scale = scale_p[pair]
+        n_total = panel.n_periods + self.horizon
+        cal = calendar(panel.start, panel.step, n_total, self.spec.daily)
+        cols: dict[str, np.ndarray] = {"horizon": hz.astype(np.float64)}
+        cols.update({k: v[pair] for k, v in origin.items()})
+        cols.update(stats.seasonal_features(rs, ro, rt, scale))
+        cols.update({k: v[rt] for k, v in cal.items()})
+        for c in self.exog_cols:
+            cols[c] = panel.exog[c][rs, rt]
+        codes = {
+            c: encode_categories(panel.statics[c], self.categories[c]) for c in self.static_cols
+        }
+        if COUNTRY_COL in self.static_cols:
+            hol = holiday_matrix(self.categories[COUNTRY_COL], panel.start, panel.step, n_total)
+            cc = codes[COUNTRY_COL][rs]
+            known = ~np.isnan(cc)
+            cols["is_holiday"] = np.zeros(len(rs))
+            cols["is_holiday"][known] = hol[cc[known].astype(np.int64), rt[known]]
+        for c in self.static_cols:
+            cols[c] = codes[c][rs]
+        if not self._features:
+            self._features = list(cols)
+        x = np.empty((len(pair), len(self._features)), dtype=np.float32)
+        for j, name in enumerate(self._features):
+            x[:, j] = cols[name]
+        return x, scale
+
+    # ------------------------------------------------------------------ fit
+    def fit(
+        self,
+        df: pd.DataFrame,
+        static_cols: list[str] | None = None,
+        exog_cols: list[str] | None = None,
+        cutoff: pd.Timestamp | str | None = None,
+        stockout_col: str | None = "is_stockout",
+    ) -> ForecastModel:
+        """Train on the rows of ``df`` at or before ``cutoff`` (default: its last date).
+
+        Missing periods between a series' first row and the cutoff are zero demand.
+
+        ``static_cols`` default to the non-numeric extra columns (categoricals),
+        ``exog_cols`` to the numeric ones (future-known, e.g. ``on_promo``).
+        ``stockout_col`` marks censored periods (excluded from targets and lags).
+        """
+        t0 = time.perf_counter()
+        validate_frame(df, (ID, DS, Y))
+        self.stockout_col = stockout_col
+        self.static_cols, self.exog_cols = resolve_columns(
+            df, static_cols, exog_cols, {ID, DS, Y, stockout_col}
+        )
+        cut = pd.Timestamp(cutoff) if cutoff is not None else pd.Timestamp(df[DS].max())
+        panel = build_panel(df, self.spec, cut, self.static_cols, self.exog_cols, stockout_col)
+        self.categories = {
+            c: sorted(panel.statics[c].dropna().astype(str).unique()) for c in self.static_cols
+        }
+        stats = HistoryStats(panel, self.spec)
+        s, o, rows = self._training_rows(panel)
+        self._features = []
+        x, scale = self._design(panel, stats, s, o, rows)
+        target = panel.y[s[rows[:, 0]], o[rows[:, 0]] + rows[:, 1]] / scale
+        params = dict(self._params)
+        params["device_type"] = resolve_device(str(params.get("device_type", "cpu")))
+        cat_idx = [self._features.index(c) for c in self.static_cols]
+        dataset = lgb.Dataset(
+            x, target, feature_name=self._features, categorical_feature=cat_idx,
+            params={"verbosity": -1, "max_bin": params.get("max_bin", 255)}, free_raw_data=False,
+        )  # fmt: skip
+        self.boosters = {}
+        for q in self.quantiles:
+            qp = dict(params)
+            if abs(q - 0.5) < 1e-9 and self.objective != "quantile":
+                qp["objective"] = self.objective
+            else:
+                qp.update(objective="quantile", alpha=q)
+            self.boosters[_qname(q)] = lgb.train(qp, dataset)
+        dates = panel.dates(np.array([0, panel.n_periods - 1]))
+        self._train_info = {
+            "rows": int((df[DS] <= cut).sum()),
+            "series": panel.n_series,
+            "start": str(dates[0].date()),
+            "end": str(dates[1].date()),
+            "train_rows": len(target),
+            "origins": len(np.unique(o)),
+            "fit_seconds": round(time.perf_counter() - t0, 3),
+        }
+        log.info(
+            "fit: %d rows, %d series, %d training rows, %.2fs",
+            self._train_info["rows"], panel.n_series, len(target), self._train_info["fit_seconds"],
+        )  # fmt: skip
+        return self
+
+    def _training_rows(self, panel: Panel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(series, origin) pairs and sampled ``(pair, h)`` rows with a known target."""
+        spec, big_h = self.spec, self.horizon
+        n_t = panel.n_periods
+        origins = np.arange(n_t - 2, -1, -spec.origin_step)[: self.max_origins]
+        min_hist = spec.scale_window
+        s_grid, o_grid = np.meshgrid(np.arange(panel.n_series), origins, indexing="ij")
+        s_all, o_all = s_grid.ravel(), o_grid.ravel()
+        ok = (o_all - panel.first[s_all] + 1 >= min_hist) & (o_all < panel.last[s_all])
+        s, o = s_all[ok], o_all[ok]
+        if len(s) == 0:
+            length = panel.last - panel.first + 1
+            short = np.argsort(length)[:3]
+            examples = ", ".join(f"{panel.ids[i]!r} has {length[i]}" for i in short)
+            raise ValueError(
+                f"all {panel.n_series} series are too short to train: need at least "
+                f"{min_hist + 1} periods of history ({examples})"
+            )
+        n_short = int(panel.n_series - len(np.unique(s)))
+        if n_short:
+            log.info(
+                "fit: %d series shorter than %d periods not used for training",
+                n_short,
+                min_hist + 1,
+            )
+        pair = np.repeat(np.arange(len(s), dtype=np.int64), big_h)
+        hz = np.tile(np.arange(1, big_h + 1, dtype=np.int64), len(s))
+        t = o[pair] + hz
+        valid = t < n_t
+        valid[valid] = ~np.isnan(panel.y[s[pair[valid]], t[valid]])
+        keep = np.flatnonzero(valid)
+        if self.max_train_rows is not None and len(keep) > self.max_train_rows:
+            rng = np.random.default_rng(int(self._params.get("seed", 0)))
+            keep = np.sort(rng.choice(keep, size=self.max_train_rows, replace=False))
+        if len(keep) == 0:
+            raise ValueError("no training rows: every target period is missing or a stock-out")
+        return s, o, np.column_stack([pair[keep], hz[keep]])
+
+    # ------------------------------------------------------------------ predict
+    def predict(
+        self,
+        df_history: pd.DataFrame,
+        future_df: pd.DataFrame | None = None,
+        cutoff: pd.Timestamp | str | None = None,
+    ) -> pd.DataFrame:
+        """Forecast the ``horizon`` periods after each series' last date (or ``cutoff``).
+
+        Returns ``unique_id, ds, horizon, p10, p50, p90`` (one column per
+        quantile), non-negative and non-crossing.
+        """
+        if not self.boosters:
+            raise ValueError("model is not fitted: call fit() or ForecastModel.load() first")
+        t0 = time.perf_counter()
+        validate_frame(df_history, (ID, DS, Y), name="df_history")
+        for c in self.static_cols:
+            if c not in df_history.columns:
+                raise ValueError(f"df_history is missing static column {c!r} used by the model")
+        if self.exog_cols and future_df is None:
+            raise ValueError(
+                f"future_df is required: the model uses future column(s) {self.exog_cols}"
+            )
+        missing = [c for c in self.exog_cols if c not in df_history.columns]
+        hist = df_history.assign(**{c: 0.0 for c in missing}) if missing else df_history
+        cut = pd.Timestamp(cutoff) if cutoff is not None else None
+        panel = build_panel(
+            hist, self.spec, cut, self.static_cols, self.exog_cols, self.stockout_col,
+            future=(future_df, self.horizon),
+        )  # fmt: skip
+        stats = HistoryStats(panel, self.spec)
+        s = np.arange(panel.n_series, dtype=np.int64)
+        o = panel.last.copy()
+        big_h = self.horizon
+        rows = np.column_stack(
+            [np.repeat(s, big_h), np.tile(np.arange(1, big_h + 1, dtype=np.int64), len(s))]
+        )
+        x, scale = self._design(panel, stats, s, o, rows)
+        preds = np.column_stack([self.boosters[n].predict(x) for n in self.quantile_names])
+        preds = np.sort(np.maximum(preds * scale[:, None], 0.0), axis=1)
+        out = pd.DataFrame(
+            {
+                ID: panel.ids[rows[:, 0]],
+                DS: panel.dates(o[rows[:, 0]] + rows[:, 1]),
+                "horizon": rows[:, 1],
+            }
+        )
+        for j, name in enumerate(self.quantile_names):
+            out[name] = preds[:, j]
+        log.info(
+            "predict: %d rows, %d series, %.2fs",
+            len(df_history), panel.n_series, time.perf_counter() - t0,
+        )  # fmt: skip
+        return out
+
+    # ------------------------------------------------------------------ backtest
+    def backtest(
+        self,
+        df: pd.DataFrame,
+        windows: int = 3,
+        step: int | None = None,
+        static_cols: list[str] | None = None,
+        exog_cols: list[str] | None = None,
+    ) -> pd.DataFrame:
+        """Rolling-origin backtest; see :func:`nightcast.forecasting.backtest.backtest`."""
+        from nightcast.forecasting.backtest import backtest
+
+        return backtest(self, df, windows, step, (static_cols, exog_cols))
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> Path:
+        """Write ``model.json`` and one ``booster_<q>.txt`` (LightGBM text) per quantile."""
+        from nightcast.forecasting.persistence import save_model
+
+        return save_model(self, Path(path))
+
+    @classmethod
+    def load(cls, path: str | Path) -> ForecastModel:
+        """Restore a model written by :meth:`save`; it predicts identically."""
+        from nightcast.forecasting.persistence import load_model
+
+        return load_model(Path(path))

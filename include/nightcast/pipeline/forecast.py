@@ -1,0 +1,259 @@
+"""Forecast, load and publish stages, plus the weekly retrain.
+
+Grain of the published forecast: one row per run date, item, location and
+forecast date (the ``horizon_days`` days after the run date).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow.parquet as pq
+
+from nightcast.config import Settings
+from nightcast.forecasting import ForecastModel, summarize
+from nightcast.forecasting.registry import load_champion, save_and_register
+from nightcast.pipeline.stages import record_task, warehouse
+from nightcast.warehouse import duck
+
+log = logging.getLogger("nightcast.pipeline")
+
+STATIC_COLS = ["item_id", "location_id", "department", "category", "location_type", "country"]
+# A series is forecast while its item is not discontinued and it sold within this many days.
+ACTIVE_WITHIN_DAYS = 91
+
+
+def model_params() -> dict[str, Any]:
+    """LightGBM parameters for the nightly model (threads from LIGHTGBM_NUM_THREADS)."""
+    return {"num_threads": int(os.environ.get("LIGHTGBM_NUM_THREADS", "1")), "seed": 7}
+
+
+def history_frame(con: duckdb.DuckDBPyConnection, run_date: date) -> pd.DataFrame:
+    """Daily demand of the active series up to ``run_date``: one row per series and day with activity."""
+    return con.execute(
+        """
+        with active as (
+            select f.item_id, f.location_id
+            from marts.fct_sales_daily as f
+            join marts.dim_item as i on i.item_id = f.item_id
+            where f.sales_date <= ? and f.quantity > 0
+              and (i.discontinue_date is null or i.discontinue_date > ?)
+            group by 1, 2
+            having max(f.sales_date) > ? - to_days(?)
+        )
+        select
+            f.item_id || '|' || f.location_id as unique_id,
+            cast(f.sales_date as timestamp) as ds,
+            f.quantity::double as y,
+            f.on_promo::double as on_promo,
+            f.is_stockout::double as is_stockout,
+            f.item_id, f.location_id,
+            coalesce(i.department, 'UNKNOWN') as department,
+            coalesce(i.category, 'UNKNOWN') as category,
+            coalesce(l.location_type, 'UNKNOWN') as location_type,
+            coalesce(l.country, 'UNKNOWN') as country
+        from marts.fct_sales_daily as f
+        join active using (item_id, location_id)
+        join marts.dim_item as i on i.item_id = f.item_id
+        join marts.dim_location as l on l.location_id = f.location_id
+        where f.sales_date <= ?
+        order by unique_id, ds
+        """,
+        [run_date, run_date, run_date, ACTIVE_WITHIN_DAYS, run_date],
+    ).df()
+
+
+def future_frame(
+    con: duckdb.DuckDBPyConnection, series: pd.DataFrame, run_date: date, horizon: int
+) -> pd.DataFrame:
+    """Known-in-advance features for the horizon: planned promotions per series and day."""
+    con.register("_series", series[["unique_id", "item_id", "location_id"]].drop_duplicates())
+    try:
+        return con.execute(
+            """
+            with days as (
+                select cast(? as date) + to_days(cast(h as integer)) as ds
+                from range(1, ? + 1) as t(h)
+            )
+            select s.unique_id, cast(d.ds as timestamp) as ds,
+                   (count(p.promotion_id) > 0)::double as on_promo
+            from _series as s cross join days as d
+            left join raw.promotions as p
+              on p.item_id = s.item_id
+             and (p.location_id = s.location_id or p.location_id is null)
+             and d.ds between p.start_date and p.end_date
+            group by 1, 2
+            order by 1, 2
+            """,
+            [run_date, horizon],
+        ).df()
+    finally:
+        con.unregister("_series")
+
+
+def forecast_path(settings: Settings, run_date: date) -> Path:
+    return settings.lake_dir / "forecast" / f"date={run_date.isoformat()}" / "forecasts.parquet"
+
+
+def train(history: pd.DataFrame, settings: Settings) -> ForecastModel:
+    model = ForecastModel(params=model_params(), horizon=settings.horizon_days)
+    return model.fit(history.drop(columns=[]), static_cols=STATIC_COLS, exog_cols=["on_promo"])
+
+
+def forecast(settings: Settings, run_date: date) -> dict[str, Any]:
+    """P10/P50/P90 for every active series; trains and registers a first model if none exists."""
+    started = time.monotonic()
+    with warehouse(settings) as con:
+        history = history_frame(con, run_date)
+        if history.empty:
+            raise ValueError(
+                f"no sales history up to {run_date} in marts.fct_sales_daily: nothing to forecast. "
+                "Check that the extract loaded order lines (ops.task_runs) and that dbt build ran."
+            )
+        series = history[["unique_id", "item_id", "location_id"]].drop_duplicates()
+        future = future_frame(con, series, run_date, settings.horizon_days)
+        found = load_champion(con)
+        trained = False
+        if found is None:
+            log.info("no champion model registered: training a first one on %d rows", len(history))
+            model = train(history, settings)
+            version = save_and_register(con, model, settings.models_dir, run_date)
+            trained = True
+        else:
+            version, model = found
+    pred = model.predict(history, future, cutoff=pd.Timestamp(run_date))
+    out = pred.merge(series, on="unique_id", how="left")
+    out = pd.DataFrame(
+        {
+            "run_date": pd.Timestamp(run_date),
+            "item_id": out["item_id"],
+            "location_id": out["location_id"],
+            "forecast_date": pd.to_datetime(out["ds"]).dt.normalize(),
+            "horizon": out["horizon"].astype("int32"),
+            "p10": out["p10"],
+            "p50": out["p50"],
+            "p90": out["p90"],
+            "model_version": version,
+        }
+    )
+    path = forecast_path(settings, run_date)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out.to_parquet(path.with_suffix(".tmp"), index=False)
+    path.with_suffix(".tmp").replace(path)
+    seconds = time.monotonic() - started
+    with warehouse(settings) as con:
+        record_task(
+            con,
+            run_date,
+            "forecast",
+            rows_in=len(history),
+            rows_out=len(out),
+            seconds=seconds,
+            summary=f"model {version}, {len(series)} series",
+        )
+    log.info(
+        "forecast %s: %d series x %d days with model %s%s (%.1fs)",
+        run_date,
+        len(series),
+        settings.horizon_days,
+        version,
+        " (newly trained)" if trained else "",
+        seconds,
+    )
+    return {
+        "model_version": version,
+        "series": len(series),
+        "rows": len(out),
+        "trained": trained,
+        "path": str(path),
+    }
+
+
+def load_forecasts(settings: Settings, run_date: date) -> dict[str, Any]:
+    """Replace run D's forecasts in one transaction (a rerun leaves the same rows)."""
+    started = time.monotonic()
+    path = forecast_path(settings, run_date)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no forecast file {path} for {run_date}: rerun the forecast task first"
+        )
+    data = pq.read_table(path)
+    versions = set(data.column("model_version").to_pylist())
+    series = len(
+        set(
+            zip(
+                data.column("item_id").to_pylist(),
+                data.column("location_id").to_pylist(),
+                strict=True,
+            )
+        )
+    )
+    with warehouse(settings) as con, duck.transaction(con):
+        con.execute("delete from forecast.forecasts where run_date = ?", [run_date])
+        n = duck.insert_arrow(con, "forecast.forecasts", data)
+        con.execute(
+            "update forecast.runs set model_version = ?, series_count = ?, rows_forecast = ?, horizon_days = ?, "
+            "status = case when status = 'published' then status else 'loaded' end where run_date = ?",
+            [",".join(sorted(versions)), series, n, settings.horizon_days, run_date],
+        )
+        record_task(
+            con,
+            run_date,
+            "load_forecasts",
+            rows_in=data.num_rows,
+            rows_out=n,
+            seconds=time.monotonic() - started,
+        )
+    log.info("load_forecasts %s: %d rows for %d series", run_date, n, series)
+    return {"rows": n, "series": series}
+
+
+def publish(settings: Settings, run_date: date) -> dict[str, Any]:
+    """Mark run D published: BI's ``marts.forecast_latest`` switches to it atomically."""
+    with warehouse(settings) as con, duck.transaction(con):
+        row = con.execute(
+            "select status, rows_forecast from forecast.runs where run_date = ?", [run_date]
+        ).fetchone()
+        if row is None or row[0] not in ("loaded", "published") or not row[1]:
+            raise RuntimeError(
+                f"run {run_date} cannot be published: status {row[0] if row else 'missing'!r}, "
+                f"{row[1] if row else 0} forecast rows; rerun load_forecasts first"
+            )
+        con.execute(
+            "update forecast.runs set status = 'published', published_at = ?, message = null where run_date = ?",
+            [datetime.now(), run_date],
+        )
+        record_task(con, run_date, "publish", rows_out=int(row[1]), seconds=0.0)
+    log.info(
+        "published run %s (%d forecast rows): marts.forecast_latest now shows it", run_date, row[1]
+    )
+    return {"run_date": run_date.isoformat(), "rows": int(row[1])}
+
+
+def retrain(settings: Settings, run_date: date, backtest_windows: int = 2) -> dict[str, Any]:
+    """Weekly retrain on all history up to ``run_date``; the new model becomes champion."""
+    started = time.monotonic()
+    with warehouse(settings) as con:
+        history = history_frame(con, run_date)
+    if history.empty:
+        raise ValueError(f"no sales history up to {run_date}: run the nightly DAG first")
+    model = ForecastModel(params=model_params(), horizon=settings.horizon_days)
+    bt = model.backtest(
+        history, windows=backtest_windows, static_cols=STATIC_COLS, exog_cols=["on_promo"]
+    )
+    metrics = summarize(bt).to_dict(orient="records")
+    model = train(history, settings)
+    with warehouse(settings) as con:
+        version = save_and_register(
+            con, model, settings.models_dir, run_date, {"backtest": metrics}
+        )
+    seconds = time.monotonic() - started
+    log.info("retrain %s: model %s, backtest %s (%.1fs)", run_date, version, metrics, seconds)
+    return {"model_version": version, "seconds": round(seconds, 1), "backtest": metrics}

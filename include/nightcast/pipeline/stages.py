@@ -1,0 +1,317 @@
+"""The nightly stages, as plain functions of a run date.
+
+Each stage reads and writes the run date's partition only, overwrites what a
+previous attempt wrote, and returns a small JSON-able summary (what Airflow
+keeps in XCom). The DAG is wiring around these functions; tests call them
+directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from nightcast.cleaning.clean import QUARANTINE_COLUMNS, CleanResult, clean_table
+from nightcast.config import Settings, connection_url
+from nightcast.sources.extract import Window, extract_table, landing_path, plan_window
+from nightcast.sources.mapping import SourceMapping, load_mappings
+from nightcast.warehouse import duck
+from nightcast.warehouse.schema import CANONICAL_TABLES, NATURAL_KEYS
+
+log = logging.getLogger("nightcast.pipeline")
+
+
+@contextmanager
+def warehouse(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
+    with duck.connect(settings.warehouse_path) as con:
+        duck.ensure_schema(con)
+        yield con
+
+
+def record_task(
+    con: duckdb.DuckDBPyConnection,
+    run_date: date,
+    task: str,
+    *,
+    source: str = "",
+    table: str = "",
+    rows_in: int | None = None,
+    rows_out: int | None = None,
+    rows_quarantined: int | None = None,
+    seconds: float | None = None,
+    summary: str = "",
+) -> None:
+    """Replace this task's reconciliation row for the run date."""
+    con.execute(
+        "delete from ops.task_runs where run_date = ? and task = ? and source = ? and table_name = ?",
+        [run_date, task, source, table],
+    )
+    con.execute(
+        "insert into ops.task_runs values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            run_date,
+            task,
+            source,
+            table,
+            rows_in,
+            rows_out,
+            rows_quarantined,
+            seconds,
+            summary,
+            datetime.now(),
+        ],
+    )
+
+
+def get_mapping(settings: Settings, source: str) -> SourceMapping:
+    for m in load_mappings(settings.sources_dir):
+        if m.source == source:
+            return m
+    raise LookupError(f"no source mapping named {source!r} in {settings.sources_dir}")
+
+
+def start_run(settings: Settings, run_date: date) -> dict[str, Any]:
+    """Open the run: BI's freshness view shows it as in progress until published."""
+    with warehouse(settings) as con, duck.transaction(con):
+        con.execute(
+            "insert into forecast.runs (run_date, status, horizon_days) values (?, 'running', ?) "
+            "on conflict (run_date) do update set status = case when forecast.runs.status = 'published' "
+            "then 'published' else 'running' end, message = null",
+            [run_date, settings.horizon_days],
+        )
+    return {"run_date": run_date.isoformat()}
+
+
+def fail_run(settings: Settings, run_date: date, message: str) -> None:
+    """Mark an unpublished run failed; a published one keeps serving BI."""
+    with warehouse(settings) as con:
+        con.execute(
+            "update forecast.runs set status = 'failed', message = ? where run_date = ? and status <> 'published'",
+            [message[:2000], run_date],
+        )
+
+
+def _recorded_window(
+    con: duckdb.DuckDBPyConnection, source: str, table: str, run_date: date
+) -> Window | None:
+    row = con.execute(
+        "select mode, window_start, window_end from ops.extract_windows "
+        "where source = ? and table_name = ? and run_date = ?",
+        [source, table, run_date],
+    ).fetchone()
+    return Window(row[0], row[1], row[2]) if row else None
+
+
+def extract(settings: Settings, source: str, run_date: date) -> dict[str, Any]:
+    """Land every mapped table of ``source`` for ``run_date``; record each window."""
+    mapping = get_mapping(settings, source)
+    engine = sa.create_engine(connection_url(mapping.connection))
+    out: dict[str, Any] = {}
+    try:
+        for name, table in mapping.tables.items():
+            with warehouse(settings) as con:
+                recorded = _recorded_window(con, source, name, run_date)
+                wm = con.execute(
+                    "select high_watermark from ops.watermarks where source = ? and table_name = ?",
+                    [source, name],
+                ).fetchone()
+            window = plan_window(
+                table,
+                run_date,
+                recorded=recorded,
+                watermark=wm[0] if wm else None,
+                lookback_days=settings.lookback_days,
+            )
+            res = extract_table(engine, mapping, table, run_date, window, settings.lake_dir)
+            with warehouse(settings) as con, duck.transaction(con):
+                con.execute(
+                    "delete from ops.extract_windows where source = ? and table_name = ? and run_date = ?",
+                    [source, name, run_date],
+                )
+                con.execute(
+                    "insert into ops.extract_windows values (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        source,
+                        name,
+                        run_date,
+                        window.mode,
+                        window.start,
+                        window.end,
+                        res.rows,
+                        str(res.path),
+                    ],
+                )
+                record_task(
+                    con,
+                    run_date,
+                    "extract",
+                    source=source,
+                    table=name,
+                    rows_out=res.rows,
+                    seconds=res.seconds,
+                )
+            log.info(
+                "extract %s.%s for %s: %d rows, window %s → %s (%.1fs)",
+                source,
+                name,
+                run_date,
+                res.rows,
+                window.start or "beginning",
+                window.end or "now (full)",
+                res.seconds,
+            )
+            out[name] = res.rows
+    finally:
+        engine.dispose()
+    return {"source": source, "rows": out}
+
+
+def clean_path(lake_dir: Path, kind: str, table: str, run_date: date, source: str) -> Path:
+    return lake_dir / kind / table / f"date={run_date.isoformat()}" / f"{source}.parquet"
+
+
+def _write_parquet(df: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp, compression="zstd")
+    tmp.replace(path)
+
+
+def clean(settings: Settings, source: str, run_date: date) -> dict[str, Any]:
+    """Map tonight's landed tables onto the canonical model; quarantine the rest."""
+    mapping = get_mapping(settings, source)
+    summary: dict[str, Any] = {}
+    for name, table in mapping.tables.items():
+        started = time.monotonic()
+        path = landing_path(settings.lake_dir, source, name, run_date)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"source {source!r} table {name!r}: no landed file {path} for {run_date}; rerun the extract task first"
+            )
+        res: CleanResult = clean_table(pq.read_table(path), table, source, run_date, path)
+        _write_parquet(res.clean, clean_path(settings.lake_dir, "clean", name, run_date, source))
+        _write_parquet(
+            res.quarantine, clean_path(settings.lake_dir, "quarantine", name, run_date, source)
+        )
+        if res.unexpected_columns:
+            log.warning(
+                "source %r table %r: landed file has columns the mapping does not use: %s "
+                "(recorded; map them in %s to use them)",
+                source,
+                name,
+                res.unexpected_columns,
+                mapping.path.name,
+            )
+        if res.rows_quarantined:
+            reasons = res.quarantine.groupby(["column_name", "reason"]).size().to_dict()
+            log.warning(
+                "source %r table %r: %d rows quarantined: %s",
+                source,
+                name,
+                res.rows_quarantined,
+                reasons,
+            )
+        log.info(
+            "clean %s.%s: %d in, %d clean, %d quarantined (%.1fs)",
+            source,
+            name,
+            res.rows_in,
+            len(res.clean),
+            res.rows_quarantined,
+            time.monotonic() - started,
+        )
+        summary[name] = {
+            "rows_in": res.rows_in,
+            "clean": len(res.clean),
+            "quarantined": res.rows_quarantined,
+            "unexpected_columns": res.unexpected_columns,
+            "seconds": round(time.monotonic() - started, 3),
+        }
+    return {"source": source, "tables": summary}
+
+
+def read_clean(settings: Settings, table: str, run_date: date, kind: str = "clean") -> pd.DataFrame:
+    """Tonight's clean (or quarantined) rows of one canonical table, all sources together."""
+    folder = settings.lake_dir / kind / table / f"date={run_date.isoformat()}"
+    files = sorted(folder.glob("*.parquet"))
+    if not files:
+        return pd.DataFrame()
+    return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+
+
+def load(
+    settings: Settings, run_date: date, clean_summaries: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Publish tonight's clean rows into ``raw`` in ONE transaction, with quarantine and watermarks.
+
+    Full-refresh tables replace the source's rows; incremental tables upsert by
+    key. The watermark only moves here, together with the data it covers.
+    """
+    started = time.monotonic()
+    loaded: dict[str, int] = {}
+    with warehouse(settings) as con, duck.transaction(con):
+        for summary in clean_summaries:
+            source = summary["source"]
+            mapping = get_mapping(settings, source)
+            for name, counts in summary["tables"].items():
+                path = clean_path(settings.lake_dir, "clean", name, run_date, source)
+                data = pq.read_table(path)
+                table = mapping.tables[name]
+                if table.mode == "full":
+                    con.execute(f"delete from raw.{name} where source = ?", [source])
+                    n = duck.insert_arrow(con, f"raw.{name}", data)
+                else:
+                    n = duck.upsert_arrow(con, f"raw.{name}", data, NATURAL_KEYS[name])
+                    window = _recorded_window(con, source, name, run_date)
+                    if window and window.end:
+                        con.execute(
+                            "insert into ops.watermarks values (?, ?, ?, ?) on conflict (source, table_name) "
+                            "do update set high_watermark = greatest(ops.watermarks.high_watermark, excluded.high_watermark), "
+                            "run_date = excluded.run_date",
+                            [source, name, window.end, run_date],
+                        )
+                q = pq.read_table(
+                    clean_path(settings.lake_dir, "quarantine", name, run_date, source)
+                )
+                con.execute(
+                    "delete from ops.quarantine where run_date = ? and source = ? and table_name = ?",
+                    [run_date, source, name],
+                )
+                if q.num_rows:
+                    duck.insert_arrow(con, "ops.quarantine", q.select(QUARANTINE_COLUMNS))
+                if counts["rows_in"] != n + counts["quarantined"]:
+                    raise AssertionError(
+                        f"{source}.{name} for {run_date}: {counts['rows_in']} extracted != "
+                        f"{n} loaded + {counts['quarantined']} quarantined"
+                    )
+                record_task(
+                    con,
+                    run_date,
+                    "load",
+                    source=source,
+                    table=name,
+                    rows_in=counts["rows_in"],
+                    rows_out=n,
+                    rows_quarantined=counts["quarantined"],
+                    seconds=time.monotonic() - started,
+                )
+                loaded[f"{source}.{name}"] = n
+    log.info(
+        "load %s: %s rows in one transaction (%.1fs)", run_date, loaded, time.monotonic() - started
+    )
+    return {"loaded": loaded}
+
+
+def canonical_tables() -> list[str]:
+    return list(CANONICAL_TABLES)

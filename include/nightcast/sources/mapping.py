@@ -1,0 +1,235 @@
+"""Source mappings: YAML files that map an ERP's tables onto the canonical model.
+
+Adding a source is writing one YAML file (see ``mappings/demo.yaml``)::
+
+    source: demo                  # namespace for ids: item "42" becomes "demo:42"
+    connection: nightcast_demo_erp  # read from AIRFLOW_CONN_NIGHTCAST_DEMO_ERP
+    pool: erp_demo                # Airflow pool capping concurrent ERP connections
+    tables:
+      items:                      # canonical table
+        mode: full                # full refresh (small dimensions) or incremental
+        query: select * from product
+        columns:
+          item_id: {from: product_id, type: id}
+          ...
+
+Loading a mapping validates it completely, so a typo fails at once with the
+file, table and key that are wrong rather than half-way through a night.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nightcast.warehouse.schema import CANONICAL_TABLES, NATURAL_KEYS
+
+COLUMN_TYPES = ("id", "string", "float", "int", "date", "timestamp")
+# Columns the pipeline fills itself; a mapping must not set them.
+RESERVED = ("source", "_run_date")
+
+
+class MappingError(ValueError):
+    """A source mapping file is invalid."""
+
+
+@dataclass(frozen=True)
+class ColumnRule:
+    """How one canonical column is produced from the landed source columns."""
+
+    name: str
+    type: str
+    source_column: str | None = None
+    value: Any = None
+    required: bool = False
+    default: Any = None
+    format: str | None = None
+    values: dict[str, str] | None = None
+    null_tokens: tuple[str, ...] = ()
+    scale: float | None = None
+
+
+@dataclass(frozen=True)
+class TableMapping:
+    """One canonical table of one source."""
+
+    table: str
+    mode: str
+    query: str
+    watermark_columns: tuple[str, ...]
+    columns: dict[str, ColumnRule]
+
+    @property
+    def key(self) -> str:
+        return NATURAL_KEYS[self.table]
+
+
+@dataclass(frozen=True)
+class SourceMapping:
+    """A whole ERP source: connection, pool and table mappings."""
+
+    source: str
+    connection: str
+    pool: str
+    path: Path
+    tables: dict[str, TableMapping] = field(default_factory=dict)
+    null_tokens: tuple[str, ...] = ("", "NULL", "null", "N/A", "#N/A")
+    kind: str = "sql"
+
+
+def _canonical_columns(table: str) -> list[str]:
+    cols = []
+    for line in CANONICAL_TABLES[table].splitlines():
+        words = line.strip().split()
+        if words and words[0] != "primary":
+            cols.append(words[0])
+    return cols
+
+
+def _column_rule(where: str, name: str, spec: Any, null_tokens: tuple[str, ...]) -> ColumnRule:
+    if not isinstance(spec, dict):
+        raise MappingError(
+            f"{where}: column {name!r} must be a mapping like {{from: col, type: string}}"
+        )
+    unknown = set(spec) - {
+        "from",
+        "value",
+        "type",
+        "required",
+        "default",
+        "format",
+        "values",
+        "null_tokens",
+        "scale",
+    }
+    if unknown:
+        raise MappingError(f"{where}: column {name!r} has unknown keys {sorted(unknown)}")
+    ctype = spec.get("type", "string")
+    if ctype not in COLUMN_TYPES:
+        raise MappingError(
+            f"{where}: column {name!r} has type {ctype!r}; use one of {COLUMN_TYPES}"
+        )
+    if ("from" in spec) == ("value" in spec):
+        raise MappingError(
+            f"{where}: column {name!r} needs exactly one of 'from' (a source column) or 'value' (a constant)"
+        )
+    if "scale" in spec and ctype != "float":
+        raise MappingError(f"{where}: column {name!r}: 'scale' applies to float columns only")
+    values = spec.get("values")
+    if values is not None and not isinstance(values, dict):
+        raise MappingError(
+            f"{where}: column {name!r}: 'values' must map source values to canonical ones"
+        )
+    return ColumnRule(
+        name=name,
+        type=ctype,
+        source_column=spec.get("from"),
+        value=spec.get("value"),
+        required=bool(spec.get("required", False)),
+        default=spec.get("default"),
+        format=spec.get("format"),
+        values={str(k): str(v) for k, v in values.items()} if values else None,
+        null_tokens=tuple(spec.get("null_tokens", null_tokens)),
+        scale=float(spec["scale"]) if "scale" in spec else None,
+    )
+
+
+def _table_mapping(where: str, table: str, spec: Any, null_tokens: tuple[str, ...]) -> TableMapping:
+    if table not in CANONICAL_TABLES:
+        raise MappingError(
+            f"{where}: unknown canonical table {table!r}; known: {sorted(CANONICAL_TABLES)}"
+        )
+    if not isinstance(spec, dict):
+        raise MappingError(f"{where}: table {table!r} must be a mapping")
+    mode = spec.get("mode", "full")
+    if mode not in ("full", "incremental"):
+        raise MappingError(
+            f"{where}: table {table!r} mode must be 'full' or 'incremental', not {mode!r}"
+        )
+    query = spec.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise MappingError(f"{where}: table {table!r} needs a 'query'")
+    watermark = tuple(spec.get("watermark", ()))
+    if mode == "incremental" and not watermark:
+        raise MappingError(
+            f"{where}: incremental table {table!r} needs 'watermark' (source timestamp columns)"
+        )
+    if mode == "incremental" and "{window}" not in query:
+        raise MappingError(
+            f"{where}: incremental table {table!r}: the query must contain {{window}}"
+        )
+    raw_cols = spec.get("columns") or {}
+    columns = {
+        name: _column_rule(f"{where} table {table!r}", name, c, null_tokens)
+        for name, c in raw_cols.items()
+    }
+    canonical = _canonical_columns(table)
+    extra = [c for c in columns if c not in canonical or c in RESERVED]
+    if extra:
+        raise MappingError(
+            f"{where}: table {table!r} maps columns that are not canonical or are reserved: {extra}"
+        )
+    missing = [c for c in canonical if c not in columns and c not in RESERVED]
+    if missing:
+        raise MappingError(f"{where}: table {table!r} does not map canonical columns {missing}")
+    key = NATURAL_KEYS[table]
+    columns[key] = ColumnRule(**{**columns[key].__dict__, "required": True})
+    return TableMapping(
+        table=table, mode=mode, query=query, watermark_columns=watermark, columns=columns
+    )
+
+
+def load_mapping(path: Path) -> SourceMapping:
+    """Parse and validate one mapping file."""
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise MappingError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise MappingError(f"{path}: expected a mapping at the top level")
+    for required in ("source", "connection", "tables"):
+        if required not in doc:
+            raise MappingError(f"{path}: missing top-level key {required!r}")
+    source = str(doc["source"])
+    if not source.isidentifier():
+        raise MappingError(
+            f"{path}: source name {source!r} must be a plain identifier (letters, digits, _)"
+        )
+    null_tokens = tuple(str(t) for t in doc.get("null_tokens", SourceMapping.null_tokens))
+    where = f"{path.name}"
+    tables = {t: _table_mapping(where, t, spec, null_tokens) for t, spec in doc["tables"].items()}
+    return SourceMapping(
+        source=source,
+        connection=str(doc["connection"]),
+        pool=str(doc.get("pool", f"erp_{source}")),
+        path=path,
+        tables=tables,
+        null_tokens=null_tokens,
+        kind=str(doc.get("kind", "sql")),
+    )
+
+
+def load_mappings(folder: Path) -> list[SourceMapping]:
+    """All mappings in a folder, sorted by source name; duplicate names are an error."""
+    mappings = [load_mapping(p) for p in sorted(folder.glob("*.yaml"))]
+    seen: dict[str, Path] = {}
+    for m in mappings:
+        if m.source in seen:
+            raise MappingError(
+                f"source {m.source!r} is defined twice: {seen[m.source]} and {m.path}"
+            )
+        seen[m.source] = m.path
+    return sorted(mappings, key=lambda m: m.source)
+
+
+def source_pools(folder: Path) -> list[tuple[str, str]]:
+    """(source, pool) of every mapping: cheap enough for DAG parse time (tables not validated)."""
+    out = []
+    for p in sorted(folder.glob("*.yaml")):
+        doc = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        source = str(doc.get("source", p.stem))
+        out.append((source, str(doc.get("pool", f"erp_{source}"))))
+    return out

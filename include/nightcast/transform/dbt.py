@@ -1,0 +1,64 @@
+"""Run the dbt project in-process (dbt-core's programmatic runner)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+from nightcast.config import Settings
+
+log = logging.getLogger("nightcast.transform")
+
+
+class DbtBuildError(RuntimeError):
+    """``dbt build`` failed: a model or a dbt test."""
+
+
+def dbt_build(
+    settings: Settings, *, select: str | None = None, target: str | None = None
+) -> dict[str, Any]:
+    """``dbt build`` against the configured warehouse; raises naming each failed node."""
+    from dbt.cli.main import dbtRunner  # heavy: imported only when a build runs
+
+    os.environ.setdefault("NIGHTCAST_WAREHOUSE_PATH", str(settings.warehouse_path))
+    work = settings.data_dir / "dbt"
+    args = [
+        "build",
+        "--project-dir",
+        str(settings.dbt_project_dir),
+        "--profiles-dir",
+        str(settings.dbt_project_dir),
+        "--target-path",
+        str(work / "target"),
+        "--log-path",
+        str(work / "logs"),
+    ]
+    if target or os.environ.get("NIGHTCAST_DBT_TARGET"):
+        args += ["--target", target or os.environ["NIGHTCAST_DBT_TARGET"]]
+    if select:
+        args += ["--select", select]
+    started = time.monotonic()
+    res = dbtRunner().invoke(args)
+    seconds = time.monotonic() - started
+    results = list(getattr(res.result, "results", None) or [])
+    statuses: dict[str, int] = {}
+    failed = []
+    for r in results:
+        status = str(r.status)
+        statuses[status] = statuses.get(status, 0) + 1
+        if status in ("error", "fail"):
+            failed.append(
+                f"{r.node.resource_type} {r.node.name}: {(r.message or '').strip()[:300]}"
+            )
+    log.info("dbt build: %s in %.1fs", statuses, seconds)
+    if not res.success:
+        detail = "\n  ".join(failed) or str(
+            res.exception or "unknown error (see the dbt log above)"
+        )
+        raise DbtBuildError(
+            f"dbt build failed ({len(failed)} node(s)); nothing downstream was published:\n  {detail}\n"
+            "Fix the model or the data, then clear this task in the Airflow UI to rerun it."
+        )
+    return {"statuses": statuses, "seconds": round(seconds, 2)}

@@ -1,0 +1,139 @@
+"""The embedded DuckDB warehouse: schema bootstrap and transactional writes.
+
+Every write that publishes data is one transaction: a crash part-way leaves the
+previous state, and rerunning the same run date produces the same tables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from nightcast.warehouse.schema import ALL_TABLES, SCHEMAS
+
+log = logging.getLogger("nightcast.warehouse")
+
+# Another task (or a BI client) may hold the single-writer lock for a moment.
+LOCK_WAIT_SECONDS = 120.0
+
+
+@contextmanager
+def connect(path: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse file, waiting while another process holds its lock."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    delay = 0.2
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            log.info("warehouse %s is locked by another process; retrying in %.1fs", path, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the pipeline-owned schemas and tables if they do not exist."""
+    for schema in SCHEMAS:
+        con.execute(f"create schema if not exists {schema}")
+    for schema, tables in ALL_TABLES.items():
+        for table, ddl in tables.items():
+            con.execute(f"create table if not exists {schema}.{table} ({ddl})")
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Run the block as one transaction; roll back on any error."""
+    con.execute("begin transaction")
+    try:
+        yield con
+    except BaseException:
+        con.execute("rollback")
+        raise
+    con.execute("commit")
+
+
+def _columns(con: duckdb.DuckDBPyConnection, qualified: str) -> list[str]:
+    schema, table = qualified.split(".")
+    rows = con.execute(
+        "select column_name from information_schema.columns "
+        "where table_schema = ? and table_name = ? order by ordinal_position",
+        [schema, table],
+    ).fetchall()
+    if not rows:
+        raise LookupError(f"warehouse table {qualified} does not exist")
+    return [r[0] for r in rows]
+
+
+def insert_arrow(con: duckdb.DuckDBPyConnection, qualified: str, data: pa.Table) -> int:
+    """Bulk-insert an Arrow table by column name (extra columns are an error)."""
+    if data.num_rows == 0:
+        return 0
+    target = _columns(con, qualified)
+    unknown = [c for c in data.column_names if c not in target]
+    if unknown:
+        raise ValueError(f"{qualified}: batch has columns the table does not: {unknown}")
+    con.register("_nc_batch", data)
+    try:
+        cols = ", ".join(f'"{c}"' for c in data.column_names)
+        con.execute(f"insert into {qualified} ({cols}) select {cols} from _nc_batch")
+    finally:
+        con.unregister("_nc_batch")
+    return data.num_rows
+
+
+def upsert_arrow(con: duckdb.DuckDBPyConnection, qualified: str, data: pa.Table, key: str) -> int:
+    """Replace rows whose key is in the batch, then insert the batch (caller holds the transaction)."""
+    if data.num_rows == 0:
+        return 0
+    con.register("_nc_keys", data.select([key]))
+    try:
+        con.execute(f'delete from {qualified} where "{key}" in (select "{key}" from _nc_keys)')
+    finally:
+        con.unregister("_nc_keys")
+    return insert_arrow(con, qualified, data)
+
+
+def delete_where(
+    con: duckdb.DuckDBPyConnection, qualified: str, where: str, params: Sequence[Any]
+) -> None:
+    con.execute(f"delete from {qualified} where {where}", list(params))
+
+
+def table_checksums(
+    con: duckdb.DuckDBPyConnection, schemas: Sequence[str], exclude_columns: Sequence[str] = ()
+) -> dict[str, str]:
+    """An order-independent checksum of every table and view in ``schemas``.
+
+    ``exclude_columns`` drops wall-clock columns (``published_at``...) that
+    legitimately differ between two runs of the same data.
+    """
+    out: dict[str, str] = {}
+    rows = con.execute(
+        "select table_schema, table_name from information_schema.tables "
+        f"where table_schema in ({', '.join('?' for _ in schemas)}) order by 1, 2",
+        list(schemas),
+    ).fetchall()
+    for schema, table in rows:
+        cols = [c for c in _columns(con, f"{schema}.{table}") if c not in exclude_columns]
+        col_sql = ", ".join(f'"{c}"' for c in cols)
+        count, digest = con.execute(
+            f"select count(*), coalesce(sum(hash(({col_sql}))), 0)::varchar from {schema}.{table}"
+        ).fetchone() or (0, "0")
+        out[f"{schema}.{table}"] = hashlib.sha256(f"{count}:{digest}".encode()).hexdigest()[:16]
+    return out

@@ -1,0 +1,195 @@
+"""Warehouse tables owned by the pipeline (dbt owns ``staging`` and ``marts``).
+
+Column lists here are the contract between the loaders, dbt sources and BI.
+Every canonical id is namespaced by its source (``<source>:<native id>``) so
+rows from several ERPs land in the same tables without colliding.
+"""
+
+from __future__ import annotations
+
+SCHEMAS = ("raw", "forecast", "ops", "audit")
+
+# Canonical tables: one row per natural key (the first column after ``source``).
+CANONICAL_TABLES: dict[str, str] = {
+    "order_lines": """
+        source varchar not null,
+        order_line_id varchar not null,
+        order_id varchar not null,
+        order_date date not null,
+        item_id varchar not null,
+        location_id varchar not null,
+        quantity double not null,
+        unit_price double,
+        amount double,
+        currency varchar,
+        status varchar not null,
+        updated_at timestamp not null,
+        _run_date date not null,
+        primary key (order_line_id)
+    """,
+    "items": """
+        source varchar not null,
+        item_id varchar not null,
+        sku varchar,
+        name varchar,
+        department varchar,
+        category varchar,
+        subcategory varchar,
+        list_price double,
+        launch_date date,
+        discontinue_date date,
+        updated_at timestamp,
+        _run_date date not null,
+        primary key (item_id)
+    """,
+    "locations": """
+        source varchar not null,
+        location_id varchar not null,
+        name varchar,
+        location_type varchar,
+        country varchar,
+        region varchar,
+        updated_at timestamp,
+        _run_date date not null,
+        primary key (location_id)
+    """,
+    "promotions": """
+        source varchar not null,
+        promotion_id varchar not null,
+        item_id varchar not null,
+        location_id varchar,
+        start_date date not null,
+        end_date date not null,
+        discount_pct double not null,
+        updated_at timestamp,
+        _run_date date not null,
+        primary key (promotion_id)
+    """,
+    "stockouts": """
+        source varchar not null,
+        stockout_id varchar not null,
+        item_id varchar not null,
+        location_id varchar not null,
+        stockout_date date not null,
+        updated_at timestamp,
+        _run_date date not null,
+        primary key (stockout_id)
+    """,
+}
+
+# Natural key of each canonical table (used for upserts and dedupe).
+NATURAL_KEYS: dict[str, str] = {
+    "order_lines": "order_line_id",
+    "items": "item_id",
+    "locations": "location_id",
+    "promotions": "promotion_id",
+    "stockouts": "stockout_id",
+}
+
+FORECAST_TABLES: dict[str, str] = {
+    # One row per run date (the business day D whose data the run closed).
+    "runs": """
+        run_date date not null primary key,
+        model_version varchar,
+        status varchar not null,
+        series_count integer,
+        horizon_days integer,
+        rows_forecast bigint,
+        message varchar,
+        published_at timestamp
+    """,
+    # One row per run date, item, location and forecast date.
+    "forecasts": """
+        run_date date not null,
+        item_id varchar not null,
+        location_id varchar not null,
+        forecast_date date not null,
+        horizon integer not null,
+        p10 double not null,
+        p50 double not null,
+        p90 double not null,
+        model_version varchar not null,
+        primary key (run_date, item_id, location_id, forecast_date)
+    """,
+    "model_registry": """
+        model_version varchar not null primary key,
+        trained_for_run date not null,
+        train_start date,
+        train_end date,
+        rows_trained bigint,
+        series_count integer,
+        params varchar,
+        features varchar,
+        metrics varchar,
+        artifact_path varchar not null,
+        checksum varchar not null,
+        code_version varchar,
+        status varchar not null,
+        registered_at timestamp
+    """,
+}
+
+OPS_TABLES: dict[str, str] = {
+    # The exact window each extract of (source, table, run_date) read; a rerun
+    # of the same run date reads this window again instead of a new one.
+    "extract_windows": """
+        source varchar not null,
+        table_name varchar not null,
+        run_date date not null,
+        mode varchar not null,
+        window_start timestamp,
+        window_end timestamp,
+        rows_extracted bigint not null,
+        landed_path varchar not null,
+        primary key (source, table_name, run_date)
+    """,
+    "watermarks": """
+        source varchar not null,
+        table_name varchar not null,
+        high_watermark timestamp,
+        run_date date not null,
+        primary key (source, table_name)
+    """,
+    # One row per rejected input row and failing column.
+    "quarantine": """
+        run_date date not null,
+        source varchar not null,
+        table_name varchar not null,
+        row_number bigint not null,
+        natural_key varchar,
+        column_name varchar,
+        reason varchar not null,
+        raw_value varchar,
+        raw_row varchar not null
+    """,
+    "dq_results": """
+        run_date date not null,
+        suite varchar not null,
+        expectation varchar not null,
+        column_name varchar,
+        severity varchar not null,
+        success boolean not null,
+        observed_value varchar,
+        details varchar
+    """,
+    # Reconciliation and timings per run and task; rerunning a task replaces its row.
+    "task_runs": """
+        run_date date not null,
+        task varchar not null,
+        source varchar not null,
+        table_name varchar not null,
+        rows_in bigint,
+        rows_out bigint,
+        rows_quarantined bigint,
+        seconds double,
+        summary varchar,
+        finished_at timestamp,
+        primary key (run_date, task, source, table_name)
+    """,
+}
+
+ALL_TABLES: dict[str, dict[str, str]] = {
+    "raw": CANONICAL_TABLES,
+    "forecast": FORECAST_TABLES,
+    "ops": OPS_TABLES,
+}

@@ -1,0 +1,80 @@
+"""DAG integrity: the files import cleanly and follow the project's DAG rules."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DAG_FILES = sorted((ROOT / "dags").glob("*.py"))
+HEAVY = ["pandas", "numpy", "pyarrow", "lightgbm", "duckdb", "great_expectations", "dbt", "sklearn"]
+
+
+@pytest.fixture(scope="module")
+def dagbag():  # type: ignore[no-untyped-def]
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(ROOT / "dags"))
+
+
+def test_no_import_errors(dagbag) -> None:  # type: ignore[no-untyped-def]
+    assert dagbag.import_errors == {}
+    assert set(dagbag.dag_ids) == {"erp_forecast_nightly", "forecast_retrain_weekly"}
+
+
+def test_one_dag_per_file_named_after_it(dagbag) -> None:  # type: ignore[no-untyped-def]
+    for dag_id, dag in dagbag.dags.items():
+        assert Path(dag.fileloc).stem == dag_id
+
+
+@pytest.mark.parametrize("dag_id", ["erp_forecast_nightly", "forecast_retrain_weekly"])
+def test_dag_rules(dagbag, dag_id: str) -> None:  # type: ignore[no-untyped-def]
+    dag = dagbag.dags[dag_id]
+    assert dag.tags and "nightcast" in dag.tags
+    assert dag.max_active_runs == 1
+    assert dag.catchup is False
+    assert (dag.doc_md and "rerun" in dag.doc_md.lower()) or "clear" in dag.doc_md.lower()
+    for t in dag.tasks:
+        assert t.owner == "data-platform", t.task_id
+        assert t.retries >= 1, t.task_id
+        assert t.retry_exponential_backoff, t.task_id
+        assert t.execution_timeout is not None and t.execution_timeout <= timedelta(hours=4), (
+            t.task_id
+        )
+
+
+def test_nightly_shape(dagbag) -> None:  # type: ignore[no-untyped-def]
+    dag = dagbag.dags["erp_forecast_nightly"]
+    ids = set(dag.task_ids)
+    assert {
+        "start_run",
+        "extract_demo",
+        "clean_demo",
+        "validate",
+        "load",
+        "dbt_build",
+        "forecast",
+        "load_forecasts",
+        "publish",
+    } <= ids
+    # Nothing reaches the warehouse before the quality gate passed.
+    assert "validate" in dag.get_task("load").upstream_task_ids
+    assert dag.get_task("extract_demo").pool == "erp_demo"
+    assert dag.get_task("publish").downstream_task_ids == set()
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
+def test_parse_imports_nothing_heavy(path: Path) -> None:
+    """Parsing a DAG file must not import pandas, LightGBM, DuckDB, GX or dbt (slow parse)."""
+    code = (
+        "import sys, json, runpy; import airflow.sdk; "
+        f"before = set(sys.modules); runpy.run_path({str(path)!r}); "
+        f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules and m not in before)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

@@ -1,0 +1,186 @@
+"""End to end: the real erp_forecast_nightly DAG, run by Airflow (dag.test) on a tiny demo ERP."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nightcast import demo_erp
+from nightcast.config import connection_url, get_settings
+from nightcast.warehouse.duck import connect, table_checksums
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+HISTORY = (date(2025, 1, 1), date(2025, 4, 30))
+NIGHT1 = date(2025, 5, 1)
+NIGHT2 = date(2025, 5, 2)
+# Columns that record wall-clock time, not data: they legitimately differ between attempts.
+WALL_CLOCK = ("seconds", "finished_at", "published_at", "registered_at")
+COMPARED_SCHEMAS = ("raw", "staging", "marts", "forecast", "ops")
+
+
+@pytest.fixture(scope="module")
+def nightly() -> Any:
+    subprocess.run(
+        [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
+        check=True,
+        capture_output=True,
+        env=os.environ.copy(),
+    )
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert bag.import_errors == {}
+    url = connection_url("nightcast_demo_erp")
+    demo_erp.generate(url, size="tiny", start=HISTORY[0], end=HISTORY[1], seed=7, replace=True)
+    dag = bag.dags["erp_forecast_nightly"]
+    # dag.test() honours retry delays; a failure here should surface at once.
+    for t in dag.tasks:
+        t.retries = 0
+    return dag
+
+
+def run_night(dag: Any, day: date) -> None:
+    dr = dag.test(logical_date=datetime(day.year, day.month, day.day, 2, tzinfo=UTC))
+    assert str(dr.state) in ("success", "DagRunState.SUCCESS"), f"night {day}: {dr.state}"
+
+
+def query(sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    with connect(get_settings().warehouse_path) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+def checksums() -> dict[str, str]:
+    with connect(get_settings().warehouse_path) as con:
+        return table_checksums(con, COMPARED_SCHEMAS, exclude_columns=WALL_CLOCK)
+
+
+def test_first_night_publishes_forecasts_for_every_active_series(nightly: Any) -> None:
+    demo_erp.advance(connection_url("nightcast_demo_erp"), NIGHT1)
+    run_night(nightly, NIGHT1)
+
+    (status,) = query("select status from forecast.runs where run_date = ?", [NIGHT1])[0]
+    assert status == "published"
+    rows = query(
+        "select item_id, location_id, count(*), min(forecast_date), max(forecast_date), "
+        "bool_and(p10 <= p50 and p50 <= p90 and p10 >= 0), count(distinct run_date) "
+        "from marts.forecast_latest group by 1, 2"
+    )
+    assert rows, "marts.forecast_latest is empty after a published run"
+    for item, loc, n, first, last, ordered, runs in rows:
+        assert (
+            n == 28 and first == NIGHT1 + timedelta(days=1) and last == NIGHT1 + timedelta(days=28)
+        ), (item, loc)
+        assert ordered and runs == 1, (item, loc)
+    # Every series that sold in the last 91 days and is not discontinued is forecast.
+    active = query(
+        "select count(*) from (select f.item_id, f.location_id from marts.fct_sales_daily f "
+        "join marts.dim_item i using (item_id) where f.quantity > 0 and f.sales_date <= ? "
+        "and (i.discontinue_date is null or i.discontinue_date > ?) group by 1, 2 "
+        "having max(f.sales_date) > ? - interval 91 day)",
+        [NIGHT1, NIGHT1, NIGHT1],
+    )[0][0]
+    assert len(rows) == active > 0
+    # The BI contract columns.
+    cols = [
+        r[0]
+        for r in query(
+            "select column_name from information_schema.columns where table_schema = 'marts' "
+            "and table_name = 'forecast_latest' order by ordinal_position"
+        )
+    ]
+    assert cols[:10] == [
+        "item_id",
+        "location_id",
+        "forecast_date",
+        "horizon",
+        "p10",
+        "p50",
+        "p90",
+        "model_version",
+        "run_date",
+        "published_at",
+    ]
+
+
+def test_extracted_equals_loaded_plus_quarantined(nightly: Any) -> None:
+    rows = query(
+        "select source, table_name, rows_in, rows_out, rows_quarantined from ops.task_runs "
+        "where run_date = ? and task = 'load'",
+        [NIGHT1],
+    )
+    assert {r[1] for r in rows} == {"order_lines", "items", "locations", "promotions", "stockouts"}
+    extracted = dict(
+        ((s, t), n)
+        for s, t, n in query(
+            "select source, table_name, rows_extracted from ops.extract_windows where run_date = ?",
+            [NIGHT1],
+        )
+    )
+    for source, table, rows_in, rows_out, quarantined in rows:
+        assert rows_in == extracted[(source, table)] == rows_out + quarantined, (source, table)
+    raw_lines = query("select count(*) from raw.order_lines")[0][0]
+    assert (
+        raw_lines
+        == extracted[("demo", "order_lines")]
+        - query(
+            "select count(distinct row_number) from ops.quarantine where run_date = ? and table_name = 'order_lines'",
+            [NIGHT1],
+        )[0][0]
+    )
+
+
+def test_rerunning_the_same_night_leaves_every_table_identical(nightly: Any) -> None:
+    before = checksums()
+    run_night(nightly, NIGHT1)
+    after = checksums()
+    assert before.keys() == after.keys()
+    changed = {t for t in before if before[t] != after[t]}
+    assert changed == set(), f"tables changed by a rerun of {NIGHT1}: {sorted(changed)}"
+
+
+def test_next_night_reads_only_new_and_edited_rows(nightly: Any) -> None:
+    url = connection_url("nightcast_demo_erp")
+    demo_erp.advance(url, NIGHT2)
+    lines_before = query("select count(*) from raw.order_lines")[0][0]
+    run_night(nightly, NIGHT2)
+
+    (start, end, n) = query(
+        "select window_start, window_end, rows_extracted from ops.extract_windows "
+        "where run_date = ? and table_name = 'order_lines'",
+        [NIGHT2],
+    )[0]
+    lookback = get_settings().lookback_days
+    assert end == datetime(2025, 5, 3) and start == datetime(2025, 5, 2) - timedelta(days=lookback)
+    total = query("select count(*) from raw.order_lines")[0][0]
+    assert 0 < n < total / 5, "night 2 re-read far more than the window"
+    # Rows edited on night 2 (late edits of older orders) now carry their new state.
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        edited = conn.execute(
+            sa.text(
+                "select line_id, line_status from sales_order_line where updated_at >= '2025-05-02' "
+                "and created_at < '2025-05-02'"
+            )
+        ).fetchall()
+    engine.dispose()
+    assert edited, "the simulator made no late edits on night 2"
+    for line_id, _ in edited[:20]:
+        got = query(
+            "select updated_at from raw.order_lines where order_line_id = ?", [f"demo:{line_id}"]
+        )
+        assert got and got[0][0] >= datetime(2025, 5, 2), line_id
+    assert total >= lines_before
+    assert (
+        query("select status from forecast.runs where run_date = ?", [NIGHT2])[0][0] == "published"
+    )
+    assert query("select distinct run_date from marts.forecast_latest") == [(NIGHT2,)]

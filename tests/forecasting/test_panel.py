@@ -1,0 +1,69 @@
+"""Dense panel construction and origin features (zero filling, censoring, no leakage)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import FAST
+
+from nightcast.forecasting import ForecastModel
+from nightcast.forecasting.features import HistoryStats
+from nightcast.forecasting.panel import build_panel, freq_spec
+
+
+def _frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "unique_id": ["b", "b", "a", "a", "a"],
+            "ds": pd.to_datetime(
+                ["2024-01-03", "2024-01-05", "2024-01-01", "2024-01-02", "2024-01-04"]
+            ),
+            "y": [2.0, 4.0, 1.0, 3.0, 5.0],
+            "is_stockout": [0, 0, 0, 1, 0],
+        }
+    )
+
+
+def test_panel_fills_zeros_and_censors_stockouts() -> None:
+    spec = freq_spec("D")
+    panel = build_panel(_frame(), spec, pd.Timestamp("2024-01-06"), [], [], "is_stockout")
+    assert list(panel.ids) == ["a", "b"]
+    nan = np.nan
+    expected = np.array(
+        [
+            [1.0, nan, 0.0, 5.0, 0.0, 0.0],  # a: stock-out on day 2 is NaN, gaps are 0
+            [nan, nan, 2.0, 0.0, 4.0, 0.0],  # b: NaN before its first observation
+        ]
+    )
+    np.testing.assert_array_equal(panel.y, expected)
+    assert list(panel.first) == [0, 2] and list(panel.last) == [5, 5]
+    stats = HistoryStats(panel, spec)
+    s, o = np.array([0, 1]), np.array([3, 4])
+    np.testing.assert_allclose(stats.mean(s, o, 3), [2.5, 2.0])  # a: (0+5)/2 ignores NaN
+    assert list(stats.last_sale[s, o]) == [3, 4]
+
+
+def test_panel_without_cutoff_ends_each_series_at_its_last_date() -> None:
+    panel = build_panel(_frame(), freq_spec("D"), None, [], [], "is_stockout")
+    assert list(panel.last) == [3, 4]
+    assert np.isnan(panel.y[0, 4])
+
+
+def test_weekly_grid_is_checked() -> None:
+    df = _frame().assign(
+        ds=pd.to_datetime(["2024-01-01", "2024-01-08", "2024-01-01", "2024-01-09", "2024-01-15"])
+    )
+    with pytest.raises(ValueError, match="regular 7 days"):
+        build_panel(df, freq_spec("W"), None, [], [], None)
+
+
+def test_no_leakage_from_after_the_cutoff(demand: pd.DataFrame) -> None:
+    cutoff = pd.Timestamp("2023-06-01")
+    model = ForecastModel(FAST, horizon=7).fit(demand, cutoff=cutoff)
+    assert model.train_info["end"] == "2023-06-01"
+    full = model.predict(demand, cutoff=cutoff)
+    future_changed = demand.assign(y=np.where(demand["ds"] > cutoff, 1000.0, demand["y"]))
+    pd.testing.assert_frame_equal(model.predict(future_changed, cutoff=cutoff), full)
+    truncated = model.predict(demand[demand["ds"] <= cutoff], cutoff=cutoff)
+    pd.testing.assert_frame_equal(truncated, full)
