@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 UV_VERSION := 0.13.8
 
-.PHONY: demo test lint typecheck unit airflow env bench clean
+.PHONY: demo test venv airflow env bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,7 +38,7 @@ airflow: $(STAMP) .env
 	set -a && . ./.env && set +a && $(BIN)/nightcast airflow
 
 bench: $(STAMP) .env
-	set -a && . ./.env && set +a && $(BIN)/python bench/demo_stages.py
+	set -a && . ./.env && set +a && $(BIN)/python bench/nightly.py $(BENCH_ARGS)
 
 clean:
 	rm -rf data airflow_home .mypy_cache .ruff_cache .pytest_cache

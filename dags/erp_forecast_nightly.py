@@ -73,10 +73,10 @@ def erp_forecast_nightly() -> None:
         return stages.load(get_settings(), run_date(context), cleaned)
 
     @task
-    def dbt_build() -> dict[str, Any]:
-        from nightcast.transform.dbt import dbt_build as build
+    def dbt_build(**context: Any) -> dict[str, Any]:
+        from nightcast.pipeline import stages
 
-        return build(get_settings())
+        return stages.transform(get_settings(), run_date(context))
 
     @task(execution_timeout=timedelta(hours=2))
     def forecast(**context: Any) -> dict[str, Any]:

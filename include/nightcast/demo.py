@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -205,11 +206,20 @@ def airflow_standalone() -> int:
         return 0
 
 
-def stop_process_group(proc: subprocess.Popen[bytes]) -> None:
-    """Signal the whole group, escalating SIGINT → SIGTERM → SIGKILL until no member is left."""
+def stop_process_group(
+    proc: subprocess.Popen[bytes],
+    schedule: Sequence[tuple[int, float]] | None = None,
+) -> None:
+    """Signal the whole group, escalating SIGINT → SIGTERM → SIGKILL until no member is left.
+
+    ``schedule`` is the escalation as (signal, grace seconds) pairs; the default
+    waits 30 s after SIGINT, 15 s after SIGTERM and 5 s after SIGKILL.
+    """
     import signal
 
-    for sig, grace in ((signal.SIGINT, 30.0), (signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+    if schedule is None:
+        schedule = ((signal.SIGINT, 30.0), (signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0))
+    for sig, grace in schedule:
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:

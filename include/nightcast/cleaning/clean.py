@@ -82,7 +82,9 @@ def _parse(rule: ColumnRule, raw: pd.Series, source: str) -> tuple[pd.Series, pd
             values = values.astype("Int64", errors="ignore")
     else:  # date / timestamp
         fmt = rule.format or "ISO8601"
-        values = pd.to_datetime(text, format=fmt, errors="coerce")
+        # utc=True: a mix of naive and offset stamps would otherwise raise "Mixed
+        # timezones"; offsets are converted to UTC, naive values kept as written.
+        values = pd.to_datetime(text, format=fmt, errors="coerce", utc=True).dt.tz_localize(None)
         bad = present & values.isna()
         reasons[bad & reasons.isna()] = (
             "unparseable_date" if rule.type == "date" else "unparseable_timestamp"

@@ -27,7 +27,7 @@ from nightcast.config import Settings, connection_url
 from nightcast.sources.extract import Window, extract_table, landing_path, plan_window
 from nightcast.sources.mapping import SourceMapping, load_mappings
 from nightcast.warehouse import duck
-from nightcast.warehouse.schema import CANONICAL_TABLES, NATURAL_KEYS
+from nightcast.warehouse.schema import NATURAL_KEYS
 
 log = logging.getLogger("nightcast.pipeline")
 
@@ -231,6 +231,18 @@ def clean(settings: Settings, source: str, run_date: date) -> dict[str, Any]:
             res.rows_quarantined,
             time.monotonic() - started,
         )
+        with warehouse(settings) as con:
+            record_task(
+                con,
+                run_date,
+                "clean",
+                source=source,
+                table=name,
+                rows_in=res.rows_in,
+                rows_out=len(res.clean),
+                rows_quarantined=res.rows_quarantined,
+                seconds=time.monotonic() - started,
+            )
         summary[name] = {
             "rows_in": res.rows_in,
             "clean": len(res.clean),
@@ -265,6 +277,7 @@ def load(
             source = summary["source"]
             mapping = get_mapping(settings, source)
             for name, counts in summary["tables"].items():
+                table_started = time.monotonic()
                 path = clean_path(settings.lake_dir, "clean", name, run_date, source)
                 data = pq.read_table(path)
                 table = mapping.tables[name]
@@ -304,7 +317,7 @@ def load(
                     rows_in=counts["rows_in"],
                     rows_out=n,
                     rows_quarantined=counts["quarantined"],
-                    seconds=time.monotonic() - started,
+                    seconds=time.monotonic() - table_started,
                 )
                 loaded[f"{source}.{name}"] = n
     log.info(
@@ -313,5 +326,13 @@ def load(
     return {"loaded": loaded}
 
 
-def canonical_tables() -> list[str]:
-    return list(CANONICAL_TABLES)
+def transform(settings: Settings, run_date: date) -> dict[str, Any]:
+    """``dbt build`` (staging → marts, with tests), timed in ``ops.task_runs``."""
+    from nightcast.transform.dbt import dbt_build
+
+    result = dbt_build(settings)
+    with warehouse(settings) as con:
+        record_task(
+            con, run_date, "dbt_build", seconds=result["seconds"], summary=str(result["statuses"])
+        )
+    return result
