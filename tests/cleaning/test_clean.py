@@ -13,11 +13,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nightcast.cleaning.clean import QUARANTINE_COLUMNS, SchemaDriftError, clean_table
+from nightcast.cleaning.clean import (
+    QUARANTINE_COLUMNS,
+    CleanResult,
+    SchemaDriftError,
+    clean_table,
+)
 from nightcast.sources.mapping import SourceMapping, TableMapping, load_mapping
 
 DEMO_YAML = (
-    Path(__file__).resolve().parents[2] / "include" / "nightcast" / "sources" / "mappings" / "demo.yaml"
+    Path(__file__).resolve().parents[2]
+    / "include"
+    / "nightcast"
+    / "sources"
+    / "mappings"
+    / "demo.yaml"
 )
 RUN_DATE = date(2024, 3, 5)
 LANDED = Path("/lake/raw/demo/order_lines/date=2024-03-05/part-0.parquet")
@@ -64,15 +74,18 @@ def _line(line_id: str | None = "1", **overrides: str | None) -> dict[str, str |
 
 
 def _landed(rows: list[dict[str, Any]], columns: list[str] | None = None) -> pa.Table:
-    columns = columns or list(rows[0]) if rows else (columns or [])
+    if columns is None:
+        columns = list(rows[0]) if rows else []
     return pa.table({c: pa.array([r.get(c) for r in rows], type=pa.string()) for c in columns})
 
 
-def _clean(table: TableMapping, rows: list[dict[str, Any]], columns: list[str] | None = None):  # type: ignore[no-untyped-def]
+def _clean(
+    table: TableMapping, rows: list[dict[str, Any]], columns: list[str] | None = None
+) -> CleanResult:
     return clean_table(_landed(rows, columns), table, "demo", RUN_DATE, LANDED)
 
 
-def _reasons(result: Any) -> set[tuple[int, str, str]]:
+def _reasons(result: CleanResult) -> set[tuple[int, str, str]]:
     q = result.quarantine
     return set(zip(q["row_number"], q["column_name"], q["reason"], strict=True))
 
@@ -134,14 +147,23 @@ def test_null_tokens_become_null_and_defaults_apply(demo: SourceMapping) -> None
         ({"qty": "three"}, "quantity", "not_a_number", "three"),
         ({"unit_price": "2,50"}, "unit_price", "not_a_number", "2,50"),
         ({"order_ts": "yesterday"}, "order_date", "unparseable_date", "yesterday"),
-        ({"updated_at": "2024-13-45 10:00"}, "updated_at", "unparseable_timestamp", "2024-13-45 10:00"),
+        (
+            {"updated_at": "2024-13-45 10:00"},
+            "updated_at",
+            "unparseable_timestamp",
+            "2024-13-45 10:00",
+        ),
         ({"order_id": "N/A"}, "order_id", "missing_required", "N/A"),
         ({"qty": None}, "quantity", "missing_required", None),
         ({"line_status": "lost"}, "status", "unknown_value", "lost"),
     ],
 )
 def test_bad_values_are_quarantined_with_a_reason(
-    lines: TableMapping, overrides: dict[str, str | None], column: str, reason: str, raw_value: str | None
+    lines: TableMapping,
+    overrides: dict[str, str | None],
+    column: str,
+    reason: str,
+    raw_value: str | None,
 ) -> None:
     bad = _line("2", **overrides)
     result = _clean(lines, [_line("1"), bad, _line("3")])
@@ -304,7 +326,9 @@ def _cell(column: str) -> st.SearchStrategy[str | None]:
 _rows = st.lists(st.fixed_dictionaries({c: _cell(c) for c in LINE_COLUMNS}), max_size=8)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(rows=_rows)
 def test_any_text_never_crashes_and_always_reconciles(
     lines: TableMapping, rows: list[dict[str, str | None]]

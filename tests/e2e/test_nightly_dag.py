@@ -184,3 +184,28 @@ def test_next_night_reads_only_new_and_edited_rows(nightly: Any) -> None:
         query("select status from forecast.runs where run_date = ?", [NIGHT2])[0][0] == "published"
     )
     assert query("select distinct run_date from marts.forecast_latest") == [(NIGHT2,)]
+
+
+def test_weekly_retrain_registers_a_new_champion_and_keeps_a_fallback(nightly: Any) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    retrain = DagBag(dag_folder=str(ROOT / "dags")).dags["forecast_retrain_weekly"]
+    for t in retrain.tasks:
+        t.retries = 0
+    (first_champion,) = query(
+        "select model_version from forecast.model_registry where status = 'champion'"
+    )[0]
+    dr = retrain.test(logical_date=datetime(2025, 5, 4, 3, tzinfo=UTC))
+    assert str(dr.state) in ("success", "DagRunState.SUCCESS")
+
+    registry = dict(query("select model_version, status from forecast.model_registry"))
+    champions = [v for v, s in registry.items() if s == "champion"]
+    assert len(champions) == 1 and champions[0] != first_champion
+    assert registry[first_champion] == "fallback"
+    (metrics, artifact, checksum) = query(
+        "select metrics, artifact_path, checksum from forecast.model_registry where status = 'champion'"
+    )[0]
+    assert "backtest" in metrics and "wape" in metrics
+    from nightcast.forecasting.registry import artifact_checksum
+
+    assert artifact_checksum(Path(artifact)) == checksum

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from collections.abc import Iterator
+from datetime import date, datetime, tzinfo
 from pathlib import Path
 
 import pyarrow as pa
@@ -34,22 +35,24 @@ def _table(
 
 
 def _source(tmp_path: Path) -> SourceMapping:
-    return SourceMapping(source="acme", connection="acme_erp", pool="erp_acme", path=tmp_path / "acme.yaml")
+    return SourceMapping(
+        source="acme", connection="acme_erp", pool="erp_acme", path=tmp_path / "acme.yaml"
+    )
 
 
 class _NoClock(datetime):
     """A datetime whose clock is off limits: windows depend on the run date only."""
 
     @classmethod
-    def now(cls, tz=None):  # type: ignore[no-untyped-def, override]
+    def now(cls, tz: tzinfo | None = None) -> _NoClock:
         raise AssertionError("plan_window must not read the clock")
 
     @classmethod
-    def utcnow(cls):  # type: ignore[no-untyped-def, override]
+    def utcnow(cls) -> _NoClock:
         raise AssertionError("plan_window must not read the clock")
 
     @classmethod
-    def today(cls):  # type: ignore[no-untyped-def, override]
+    def today(cls) -> _NoClock:
         raise AssertionError("plan_window must not read the clock")
 
 
@@ -146,7 +149,7 @@ ROWS = [
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> sa.Engine:
+def engine(tmp_path: Path) -> Iterator[sa.Engine]:
     eng = sa.create_engine(f"sqlite:///{tmp_path / 'erp.sqlite'}")
     with eng.begin() as conn:
         conn.execute(
@@ -167,7 +170,9 @@ def _window(start: datetime | None, end: datetime) -> Window:
     return Window("incremental", start, end)
 
 
-def test_extract_lands_only_rows_in_the_window_as_strings(tmp_path: Path, engine: sa.Engine) -> None:
+def test_extract_lands_only_rows_in_the_window_as_strings(
+    tmp_path: Path, engine: sa.Engine
+) -> None:
     lake = tmp_path / "lake"
     result = extract_table(
         engine,
@@ -185,12 +190,26 @@ def test_extract_lands_only_rows_in_the_window_as_strings(tmp_path: Path, engine
     assert landed.column_names == ["line_id", "qty", "unit_price", "note", "updated_at"]
     assert all(f.type == pa.string() for f in landed.schema)
     assert landed.to_pylist() == [
-        {"line_id": "2", "qty": "1", "unit_price": "3.25", "note": None, "updated_at": "2024-03-03 00:00:00"},
-        {"line_id": "3", "qty": "5", "unit_price": "1.0", "note": "edit", "updated_at": "2024-03-05 23:59:59"},
+        {
+            "line_id": "2",
+            "qty": "1",
+            "unit_price": "3.25",
+            "note": None,
+            "updated_at": "2024-03-03 00:00:00",
+        },
+        {
+            "line_id": "3",
+            "qty": "5",
+            "unit_price": "1.0",
+            "note": "edit",
+            "updated_at": "2024-03-05 23:59:59",
+        },
     ]
 
 
-def test_first_run_window_reads_everything_before_the_end(tmp_path: Path, engine: sa.Engine) -> None:
+def test_first_run_window_reads_everything_before_the_end(
+    tmp_path: Path, engine: sa.Engine
+) -> None:
     result = extract_table(
         engine, _source(tmp_path), _table(), RUN_DATE, _window(None, datetime(2024, 3, 6)), tmp_path
     )
@@ -198,8 +217,12 @@ def test_first_run_window_reads_everything_before_the_end(tmp_path: Path, engine
 
 
 def test_full_mode_lands_every_row(tmp_path: Path, engine: sa.Engine) -> None:
-    table = _table(mode="full", query="select line_id from sales_line order by line_id", watermark=())
-    result = extract_table(engine, _source(tmp_path), table, RUN_DATE, Window("full", None, None), tmp_path)
+    table = _table(
+        mode="full", query="select line_id from sales_line order by line_id", watermark=()
+    )
+    result = extract_table(
+        engine, _source(tmp_path), table, RUN_DATE, Window("full", None, None), tmp_path
+    )
     assert result.rows == len(ROWS)
     assert pq.read_table(result.path).column("line_id").to_pylist() == ["1", "2", "3", "4", "5"]
 
@@ -216,9 +239,16 @@ def test_any_watermark_column_in_the_window_selects_the_row(tmp_path: Path) -> N
                 {"i": 3, "l": "2024-01-01 00:00:00", "h": "2024-01-01 00:00:00"},  # neither
             ],
         )
-    table = _table(query="select id from t where {window} order by id", watermark=("line_ts", "header_ts"))
+    table = _table(
+        query="select id from t where {window} order by id", watermark=("line_ts", "header_ts")
+    )
     result = extract_table(
-        eng, _source(tmp_path), table, RUN_DATE, _window(datetime(2024, 3, 4), datetime(2024, 3, 6)), tmp_path
+        eng,
+        _source(tmp_path),
+        table,
+        RUN_DATE,
+        _window(datetime(2024, 3, 4), datetime(2024, 3, 6)),
+        tmp_path,
     )
     eng.dispose()
     assert pq.read_table(result.path).column("id").to_pylist() == ["1", "2"]
@@ -250,7 +280,12 @@ def test_broken_query_names_source_table_and_mapping_and_keeps_the_old_file(
 
     with pytest.raises(RuntimeError) as info:
         extract_table(
-            engine, _source(tmp_path), table, RUN_DATE, _window(None, datetime(2024, 3, 6)), tmp_path
+            engine,
+            _source(tmp_path),
+            table,
+            RUN_DATE,
+            _window(None, datetime(2024, 3, 6)),
+            tmp_path,
         )
 
     msg = str(info.value)
@@ -263,7 +298,9 @@ def test_broken_query_names_source_table_and_mapping_and_keeps_the_old_file(
     assert sorted(p.name for p in path.parent.iterdir()) == ["part-0.parquet"]
 
 
-def test_empty_window_lands_an_empty_file_with_the_columns(tmp_path: Path, engine: sa.Engine) -> None:
+def test_empty_window_lands_an_empty_file_with_the_columns(
+    tmp_path: Path, engine: sa.Engine
+) -> None:
     result = extract_table(
         engine,
         _source(tmp_path),
@@ -283,7 +320,11 @@ def test_extract_streams_in_batches(
     tmp_path: Path, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(extract, "BATCH_ROWS", 2)
-    table = _table(mode="full", query="select line_id from sales_line order by line_id", watermark=())
-    result = extract_table(engine, _source(tmp_path), table, RUN_DATE, Window("full", None, None), tmp_path)
+    table = _table(
+        mode="full", query="select line_id from sales_line order by line_id", watermark=()
+    )
+    result = extract_table(
+        engine, _source(tmp_path), table, RUN_DATE, Window("full", None, None), tmp_path
+    )
     assert result.rows == len(ROWS)
     assert pq.read_table(result.path).column("line_id").to_pylist() == ["1", "2", "3", "4", "5"]

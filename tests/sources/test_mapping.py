@@ -215,7 +215,7 @@ def test_source_name_must_be_an_identifier(tmp_path: Path) -> None:
 def test_invalid_yaml_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("source: [unclosed\n")
-    with pytest.raises(MappingError, match="broken.yaml"):
+    with pytest.raises(MappingError, match=r"broken\.yaml"):
         load_mapping(path)
 
 

@@ -248,12 +248,18 @@ def retrain(settings: Settings, run_date: date, backtest_windows: int = 2) -> di
     bt = model.backtest(
         history, windows=backtest_windows, static_cols=STATIC_COLS, exog_cols=["on_promo"]
     )
-    metrics = summarize(bt).to_dict(orient="records")
+    # NaN (e.g. MASE of an all-zero window) is not valid JSON for XCom or the registry.
+    summary = summarize(bt).set_index("model")
+    metrics = {
+        model: {k: (None if pd.isna(v) else round(float(v), 4)) for k, v in row.items()}
+        for model, row in summary.iterrows()
+    }
     model = train(history, settings)
     with warehouse(settings) as con:
         version = save_and_register(
             con, model, settings.models_dir, run_date, {"backtest": metrics}
         )
     seconds = time.monotonic() - started
-    log.info("retrain %s: model %s, backtest %s (%.1fs)", run_date, version, metrics, seconds)
+    wapes = ", ".join(f"{m} {v.get('wape')}" for m, v in metrics.items())
+    log.info("retrain %s: model %s; backtest WAPE %s (%.1fs)", run_date, version, wapes, seconds)
     return {"model_version": version, "seconds": round(seconds, 1), "backtest": metrics}

@@ -1,0 +1,124 @@
+"""Deployment settings and ERP connection URLs, from the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from nightcast.config import (
+    PROJECT_ROOT,
+    MissingSettingError,
+    airflow_uri_to_sqlalchemy,
+    connection_url,
+    get_settings,
+)
+
+
+def test_missing_connection_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AIRFLOW_CONN_ACME_ERP", raising=False)
+    with pytest.raises(MissingSettingError) as info:
+        connection_url("acme_erp")
+    assert "AIRFLOW_CONN_ACME_ERP" in str(info.value)
+    assert "'acme_erp'" in str(info.value)
+
+
+def test_empty_connection_is_missing_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_ACME_ERP", "")
+    with pytest.raises(MissingSettingError, match="AIRFLOW_CONN_ACME_ERP"):
+        connection_url("acme_erp")
+
+
+def test_connection_url_reads_the_airflow_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_ACME_ERP", "postgres://etl:s3cret@erp.internal:5432/sales")
+    assert connection_url("acme_erp") == "postgresql+psycopg://etl:s3cret@erp.internal:5432/sales"
+
+
+@pytest.mark.parametrize(
+    ("airflow", "expected"),
+    [
+        ("sqlite:////abs/path/erp.sqlite", "sqlite:////abs/path/erp.sqlite"),
+        ("postgres://u:p@h:5432/db", "postgresql+psycopg://u:p@h:5432/db"),
+        ("postgresql://u:p@h:5432/db", "postgresql+psycopg://u:p@h:5432/db"),
+        ("mysql://u:p@h:3306/db", "mysql+pymysql://u:p@h:3306/db"),
+        ("mariadb://u:p@h/db", "mysql+pymysql://u:p@h/db"),
+        ("postgres://u:p@h/db?sslmode=require", "postgresql+psycopg://u:p@h/db?sslmode=require"),
+        # Already a SQLAlchemy URL with a driver, or a scheme we do not know: unchanged.
+        ("postgresql+asyncpg://u:p@h/db", "postgresql+asyncpg://u:p@h/db"),
+        ("mssql+pyodbc://u:p@dsn", "mssql+pyodbc://u:p@dsn"),
+    ],
+)
+def test_airflow_uris_map_to_sqlalchemy_urls(airflow: str, expected: str) -> None:
+    assert airflow_uri_to_sqlalchemy(airflow) == expected
+
+
+def test_sqlite_absolute_path_survives_the_translation() -> None:
+    url = sa.make_url(airflow_uri_to_sqlalchemy("sqlite:////abs/path/erp.sqlite"))
+    assert url.drivername == "sqlite"
+    assert url.database == "/abs/path/erp.sqlite"
+
+
+def test_postgres_url_parses_with_the_psycopg_driver() -> None:
+    url = sa.make_url(airflow_uri_to_sqlalchemy("postgres://etl:pw@erp:5432/sales"))
+    assert (url.drivername, url.username, url.password, url.host, url.port, url.database) == (
+        "postgresql+psycopg",
+        "etl",
+        "pw",
+        "erp",
+        5432,
+        "sales",
+    )
+
+
+def test_not_a_uri_is_rejected() -> None:
+    with pytest.raises(ValueError, match="scheme://"):
+        airflow_uri_to_sqlalchemy("/just/a/path.sqlite")
+
+
+def test_settings_read_env_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NIGHTCAST_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("NIGHTCAST_WAREHOUSE_PATH", str(tmp_path / "elsewhere" / "wh.duckdb"))
+    monkeypatch.setenv("NIGHTCAST_SOURCES_DIR", str(tmp_path / "mappings"))
+    monkeypatch.setenv("NIGHTCAST_TIMEZONE", "Europe/Berlin")
+    monkeypatch.setenv("NIGHTCAST_HORIZON_DAYS", "14")
+    monkeypatch.setenv("NIGHTCAST_LOOKBACK_DAYS", "7")
+    monkeypatch.delenv("NIGHTCAST_LAKE_DIR", raising=False)
+    monkeypatch.delenv("NIGHTCAST_MODELS_DIR", raising=False)
+
+    s = get_settings()
+
+    assert s.data_dir == tmp_path / "data"
+    assert s.lake_dir == tmp_path / "data" / "lake"  # follows the data dir
+    assert s.models_dir == tmp_path / "data" / "models"
+    assert s.warehouse_path == tmp_path / "elsewhere" / "wh.duckdb"
+    assert s.warehouse_url == f"duckdb:///{tmp_path / 'elsewhere' / 'wh.duckdb'}"
+    assert s.sources_dir == tmp_path / "mappings"
+    assert s.timezone == "Europe/Berlin"
+    assert s.horizon_days == 14
+    assert s.lookback_days == 7
+
+
+def test_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in (
+        "NIGHTCAST_DATA_DIR",
+        "NIGHTCAST_LAKE_DIR",
+        "NIGHTCAST_WAREHOUSE_PATH",
+        "NIGHTCAST_SOURCES_DIR",
+        "NIGHTCAST_MODELS_DIR",
+        "NIGHTCAST_TIMEZONE",
+        "NIGHTCAST_HORIZON_DAYS",
+        "NIGHTCAST_LOOKBACK_DAYS",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    s = get_settings()
+    assert s.data_dir == PROJECT_ROOT / "data"
+    assert s.warehouse_path == PROJECT_ROOT / "data" / "warehouse.duckdb"
+    assert (s.sources_dir / "demo.yaml").is_file()
+    assert (s.timezone, s.horizon_days, s.lookback_days) == ("UTC", 28, 3)
+
+
+def test_relative_override_is_resolved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NIGHTCAST_DATA_DIR", "rel/data")
+    assert get_settings().data_dir == tmp_path.resolve() / "rel" / "data"
