@@ -180,29 +180,44 @@ def render_summary(
 def airflow_standalone() -> int:
     """`airflow standalone` with the project's DAGs; Ctrl-C stops every process it started."""
     import secrets
+    import signal
 
     airflow_setup()
     home = Path(os.environ["AIRFLOW_HOME"])
     pw_file = Path(
         os.environ.get(
-            "AIRFLOW__SIMPLE_AUTH_MANAGER__PASSWORDS_FILE",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE",
             home / "simple_auth_manager_passwords.json",
         )
     )
     if not pw_file.exists():
         pw_file.write_text(json.dumps({"admin": secrets.token_urlsafe(12)}))
     password = json.loads(pw_file.read_text()).get("admin", "?")
-    print(f"Airflow UI: http://localhost:8080  login: admin / {password}  (Ctrl-C to stop)")
-    exe = Path(sys.executable).with_name("airflow")
-    # Its own process group, so Ctrl-C reaches the scheduler, api-server, triggerer
-    # and dag-processor together and none is left orphaned.
-    proc = subprocess.Popen([str(exe), "standalone"], start_new_session=True)
+    print(
+        f"Airflow UI: http://localhost:8080  login: admin / {password}  (Ctrl-C to stop)",
+        flush=True,
+    )
+    bin_dir = Path(sys.executable).parent
+    # standalone starts its components as `airflow ...` found on PATH: use this virtualenv's.
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    # Its own process group, so one signal reaches the scheduler, api-server,
+    # triggerer and dag-processor together and none is left orphaned.
+    proc = subprocess.Popen(
+        [str(bin_dir / "airflow"), "standalone"], start_new_session=True, env=env
+    )
+
+    def _interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # Explicit handlers: a shell may start us with SIGINT ignored, and `kill` sends SIGTERM.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        print("\nstopping Airflow ...")
+        print("\nstopping Airflow ...", flush=True)
         stop_process_group(proc)
-        print("Airflow stopped.")
+        print("Airflow stopped.", flush=True)
         return 0
 
 
@@ -213,12 +228,12 @@ def stop_process_group(
     """Signal the whole group, escalating SIGINT → SIGTERM → SIGKILL until no member is left.
 
     ``schedule`` is the escalation as (signal, grace seconds) pairs; the default
-    waits 30 s after SIGINT, 15 s after SIGTERM and 5 s after SIGKILL.
+    waits 10 s after SIGINT, 15 s after SIGTERM and 5 s after SIGKILL.
     """
     import signal
 
     if schedule is None:
-        schedule = ((signal.SIGINT, 30.0), (signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0))
+        schedule = ((signal.SIGINT, 10.0), (signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0))
     for sig, grace in schedule:
         try:
             os.killpg(proc.pid, sig)
