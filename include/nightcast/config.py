@@ -80,6 +80,34 @@ def connection_url(conn_id: str) -> str:
     return airflow_uri_to_sqlalchemy(raw)
 
 
+def connection_path(conn_id: str) -> Path:
+    """Folder of a file-drop connection (Airflow ``fs`` type), from ``AIRFLOW_CONN_<CONN_ID>``.
+
+    Accepts the JSON form ``{"conn_type": "fs", "extra": {"path": "/drop"}}`` and
+    the URI forms ``fs:///drop`` and ``fs://?path=%2Fdrop``.
+    """
+    import json
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    var = f"AIRFLOW_CONN_{conn_id.upper()}"
+    raw = os.environ.get(var)
+    if not raw:
+        raise MissingSettingError(
+            f"connection {conn_id!r} is not configured: set {var} to the drop folder, "
+            f'e.g. {var}=\'{{"conn_type": "fs", "extra": {{"path": "/data/drop"}}}}\''
+        )
+    if raw.lstrip().startswith("{"):
+        path = (json.loads(raw).get("extra") or {}).get("path")
+    else:
+        parts = urlsplit(raw)
+        path = parse_qs(parts.query).get("path", [None])[0] or unquote(parts.path) or None
+    if not path:
+        raise MissingSettingError(
+            f"{var} names no folder (expected extra.path or fs:///abs/path): {raw[:60]!r}"
+        )
+    return Path(path).expanduser()
+
+
 def airflow_uri_to_sqlalchemy(uri: str) -> str:
     """Translate an Airflow connection URI into a SQLAlchemy URL."""
     scheme, sep, rest = uri.partition("://")

@@ -20,11 +20,10 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import sqlalchemy as sa
 
 from nightcast.cleaning.clean import QUARANTINE_COLUMNS, CleanResult, clean_table
-from nightcast.config import Settings, connection_url
-from nightcast.sources.extract import Window, extract_table, landing_path, plan_window
+from nightcast.config import Settings
+from nightcast.sources.extract import Window, landing_path, open_source, plan_window
 from nightcast.sources.mapping import SourceMapping, load_mappings
 from nightcast.warehouse import duck
 from nightcast.warehouse.schema import NATURAL_KEYS
@@ -116,9 +115,8 @@ def _recorded_window(
 def extract(settings: Settings, source: str, run_date: date) -> dict[str, Any]:
     """Land every mapped table of ``source`` for ``run_date``; record each window."""
     mapping = get_mapping(settings, source)
-    engine = sa.create_engine(connection_url(mapping.connection))
     out: dict[str, Any] = {}
-    try:
+    with open_source(mapping) as land:
         for name, table in mapping.tables.items():
             with warehouse(settings) as con:
                 recorded = _recorded_window(con, source, name, run_date)
@@ -133,7 +131,7 @@ def extract(settings: Settings, source: str, run_date: date) -> dict[str, Any]:
                 watermark=wm[0] if wm else None,
                 lookback_days=settings.lookback_days,
             )
-            res = extract_table(engine, mapping, table, run_date, window, settings.lake_dir)
+            res = land(table, run_date, window, settings.lake_dir)
             with warehouse(settings) as con, duck.transaction(con):
                 con.execute(
                     "delete from ops.extract_windows where source = ? and table_name = ? and run_date = ?",
@@ -172,8 +170,6 @@ def extract(settings: Settings, source: str, run_date: date) -> dict[str, Any]:
                 res.seconds,
             )
             out[name] = res.rows
-    finally:
-        engine.dispose()
     return {"source": source, "rows": out}
 
 

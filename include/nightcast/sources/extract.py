@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
@@ -25,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
+from nightcast.config import connection_path, connection_url
 from nightcast.sources.mapping import SourceMapping, TableMapping
 
 log = logging.getLogger("nightcast.sources")
@@ -163,3 +166,26 @@ def extract_table(
     return ExtractResult(
         mapping.source, table.table, run_date, window, rows, path, time.monotonic() - started
     )
+
+
+Lander = Callable[[TableMapping, date, Window, Path], ExtractResult]
+
+
+@contextmanager
+def open_source(mapping: SourceMapping) -> Iterator[Lander]:
+    """A function that lands one table of ``mapping``, with the source opened once."""
+    if mapping.kind == "csv_folder":
+        from nightcast.sources.csv_folder import land_csv_table
+
+        folder = connection_path(mapping.connection)
+        yield lambda table, day, window, lake: land_csv_table(
+            folder, mapping, table, day, window, lake
+        )
+        return
+    engine = sa.create_engine(connection_url(mapping.connection))
+    try:
+        yield lambda table, day, window, lake: extract_table(
+            engine, mapping, table, day, window, lake
+        )
+    finally:
+        engine.dispose()
