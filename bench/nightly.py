@@ -39,20 +39,18 @@ def main() -> int:
     _apply_defaults()
     from nightcast.config import get_settings
     from nightcast.demo import run_demo
-    from nightcast.warehouse.duck import connect
+    from nightcast.warehouse.base import open_warehouse
 
     started = time.monotonic()
     run_demo(size=args.size, nights=args.nights, first_night=args.first_night)
     total = time.monotonic() - started
 
-    with connect(get_settings().warehouse_path, read_only=True) as con:
-        rows = con.execute(
+    with open_warehouse(get_settings().warehouse_url, ensure=False) as wh:
+        rows = wh.fetchall(
             "select run_date, task, sum(seconds), sum(rows_out) from ops.task_runs "
             "group by 1, 2 order by 1, min(finished_at)"
-        ).fetchall()
-        series = con.execute(
-            "select run_date, series_count from forecast.runs order by 1"
-        ).fetchall()
+        )
+        series = wh.fetchall("select run_date, series_count from forecast.runs order by 1")
     print(f"\n## nightly benchmark: size={args.size}, nights={args.nights}, cpu={os.cpu_count()}")
     print("| run date | stage | seconds | rows out |")
     print("|---|---|---:|---:|")

@@ -38,19 +38,17 @@ class Settings:
     timezone: str
     horizon_days: int
     lookback_days: int
-
-    @property
-    def warehouse_url(self) -> str:
-        return f"duckdb:///{self.warehouse_path}"
+    warehouse_url: str
 
 
 def get_settings() -> Settings:
     """Read the settings from the environment (cheap; call it where needed)."""
     data_dir = _path("NIGHTCAST_DATA_DIR", PROJECT_ROOT / "data")
+    warehouse_path = _path("NIGHTCAST_WAREHOUSE_PATH", data_dir / "warehouse.duckdb")
     return Settings(
         data_dir=data_dir,
         lake_dir=_path("NIGHTCAST_LAKE_DIR", data_dir / "lake"),
-        warehouse_path=_path("NIGHTCAST_WAREHOUSE_PATH", data_dir / "warehouse.duckdb"),
+        warehouse_path=warehouse_path,
         sources_dir=_path(
             "NIGHTCAST_SOURCES_DIR", PROJECT_ROOT / "include" / "nightcast" / "sources" / "mappings"
         ),
@@ -60,6 +58,8 @@ def get_settings() -> Settings:
         timezone=os.environ.get("NIGHTCAST_TIMEZONE", "UTC"),
         horizon_days=int(os.environ.get("NIGHTCAST_HORIZON_DAYS", "28")),
         lookback_days=int(os.environ.get("NIGHTCAST_LOOKBACK_DAYS", "3")),
+        # One setting switches the target: a DuckDB file (default) or PostgreSQL.
+        warehouse_url=os.environ.get("NIGHTCAST_WAREHOUSE_URL") or f"duckdb:///{warehouse_path}",
     )
 
 

@@ -131,32 +131,32 @@ def render_summary(
     settings: Settings, run_date: date | None, timings: dict[str, float] | None = None
 ) -> str:
     """A short, human summary of the runs in the warehouse."""
-    from nightcast.warehouse.duck import connect
+    from nightcast.warehouse.base import open_warehouse
 
-    with connect(settings.warehouse_path, read_only=True) as con:
-        runs = con.execute(
+    with open_warehouse(settings.warehouse_url, ensure=False) as wh:
+        runs = wh.fetchall(
             "select run_date, status, model_version, series_count, rows_forecast, published_at, message "
             "from forecast.runs order by run_date"
-        ).fetchall()
+        )
         if run_date is not None:
             runs = [r for r in runs if r[0] == run_date]
         lines = [f"Nightcast — {len(runs)} night(s) in {settings.warehouse_path}"]
         for r in runs:
             day = r[0]
-            ext = con.execute(
+            ext = wh.fetchone(
                 "select coalesce(sum(rows_in), 0), coalesce(sum(rows_out), 0), coalesce(sum(rows_quarantined), 0) "
                 "from ops.task_runs where run_date = ? and task = 'load'",
                 [day],
-            ).fetchone() or (0, 0, 0)
-            dq = con.execute(
+            ) or (0, 0, 0)
+            dq = wh.fetchone(
                 "select count(*), count(*) filter (where not success), "
                 "count(*) filter (where not success and severity = 'critical') from ops.dq_results where run_date = ?",
                 [day],
-            ).fetchone() or (0, 0, 0)
-            stages = con.execute(
+            ) or (0, 0, 0)
+            stages = wh.fetchall(
                 "select task, sum(seconds) from ops.task_runs where run_date = ? group by task order by min(finished_at)",
                 [day],
-            ).fetchall()
+            )
             lines.append(
                 f"  {day}: {r[1]:<9} extracted {ext[0]:,} rows, loaded {ext[1]:,}, quarantined {ext[2]:,}; "
                 f"DQ {dq[0] - dq[1]}/{dq[0]} checks passed ({dq[2]} critical failures); "

@@ -14,10 +14,11 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
+import pandas as pd
 
 from nightcast import __version__
 from nightcast.forecasting.model import ForecastModel
+from nightcast.warehouse.base import Warehouse
 
 log = logging.getLogger("nightcast.forecasting")
 
@@ -31,17 +32,30 @@ def artifact_checksum(folder: Path) -> str:
     return h.hexdigest()
 
 
-def champion(con: duckdb.DuckDBPyConnection) -> tuple[str, Path] | None:
+def _plain(value: Any) -> Any:
+    """numpy/pandas scalars → Python ones (database drivers bind those)."""
+    if value is None:
+        return None
+    if hasattr(value, "to_pydatetime"):
+        return value.to_pydatetime().date()
+    return value.item() if hasattr(value, "item") else value
+
+
+def _as_date(value: Any) -> date | None:
+    return None if value is None else pd.Timestamp(value).date()
+
+
+def champion(wh: Warehouse) -> tuple[str, Path] | None:
     """The current champion's version and artifact path, if any."""
-    row = con.execute(
+    row = wh.fetchone(
         "select model_version, artifact_path from forecast.model_registry where status = 'champion' "
         "order by registered_at desc limit 1"
-    ).fetchone()
+    )
     return (row[0], Path(row[1])) if row else None
 
 
-def load_champion(con: duckdb.DuckDBPyConnection) -> tuple[str, ForecastModel] | None:
-    found = champion(con)
+def load_champion(wh: Warehouse) -> tuple[str, ForecastModel] | None:
+    found = champion(wh)
     if found is None:
         return None
     version, path = found
@@ -54,7 +68,7 @@ def load_champion(con: duckdb.DuckDBPyConnection) -> tuple[str, ForecastModel] |
 
 
 def save_and_register(
-    con: duckdb.DuckDBPyConnection,
+    wh: Warehouse,
     model: ForecastModel,
     models_dir: Path,
     trained_for: date,
@@ -72,26 +86,25 @@ def save_and_register(
     else:
         staging.rename(final)
     info = model.train_info
-    con.execute("begin transaction")
-    try:
-        con.execute(
+    with wh.transaction():
+        wh.execute(
             "update forecast.model_registry set status = 'fallback' where status = 'champion' and model_version <> ?",
             [version],
         )
-        con.execute(
+        wh.execute(
             "update forecast.model_registry set status = 'retired' where status = 'fallback' and model_version not in "
             "(select model_version from forecast.model_registry where status = 'fallback' order by registered_at desc limit 1)"
         )
-        con.execute("delete from forecast.model_registry where model_version = ?", [version])
-        con.execute(
+        wh.execute("delete from forecast.model_registry where model_version = ?", [version])
+        wh.execute(
             "insert into forecast.model_registry values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'champion', ?)",
             [
                 version,
                 trained_for,
-                info.get("start"),
-                info.get("end"),
-                info.get("rows"),
-                info.get("series"),
+                _as_date(info.get("start")),
+                _as_date(info.get("end")),
+                _plain(info.get("rows")),
+                _plain(info.get("series")),
                 json.dumps(model.params, sort_keys=True, default=str),
                 json.dumps(model.feature_names),
                 json.dumps(metrics or {}, sort_keys=True, default=str),
@@ -101,10 +114,6 @@ def save_and_register(
                 datetime.now(),
             ],
         )
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
     log.info(
         "registered model %s (%s rows, %s series) at %s",
         version,

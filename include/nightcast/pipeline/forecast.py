@@ -13,7 +13,6 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -21,7 +20,7 @@ from nightcast.config import Settings
 from nightcast.forecasting import ForecastModel, summarize
 from nightcast.forecasting.registry import load_champion, save_and_register
 from nightcast.pipeline.stages import record_task, warehouse
-from nightcast.warehouse import duck
+from nightcast.warehouse.base import Warehouse
 
 log = logging.getLogger("nightcast.pipeline")
 
@@ -35,9 +34,9 @@ def model_params() -> dict[str, Any]:
     return {"num_threads": int(os.environ.get("LIGHTGBM_NUM_THREADS", "1")), "seed": 7}
 
 
-def history_frame(con: duckdb.DuckDBPyConnection, run_date: date) -> pd.DataFrame:
+def history_frame(wh: Warehouse, run_date: date) -> pd.DataFrame:
     """Daily demand of the active series up to ``run_date``: one row per series and day with activity."""
-    return con.execute(
+    return wh.df(
         """
         with active as (
             select f.item_id, f.location_id
@@ -45,57 +44,62 @@ def history_frame(con: duckdb.DuckDBPyConnection, run_date: date) -> pd.DataFram
             join marts.dim_item as i on i.item_id = f.item_id
             where f.sales_date <= ? and f.quantity > 0
               and (i.discontinue_date is null or i.discontinue_date > ?)
-            group by 1, 2
-            having max(f.sales_date) > ? - to_days(?)
+            group by f.item_id, f.location_id
+            having max(f.sales_date) > cast(? as date) - cast(? as integer)
         )
         select
             f.item_id || '|' || f.location_id as unique_id,
             cast(f.sales_date as timestamp) as ds,
-            f.quantity::double as y,
-            f.on_promo::double as on_promo,
-            f.is_stockout::double as is_stockout,
-            f.item_id, f.location_id,
+            cast(f.quantity as double precision) as y,
+            cast(case when f.on_promo then 1 else 0 end as double precision) as on_promo,
+            cast(case when f.is_stockout then 1 else 0 end as double precision) as is_stockout,
+            f.item_id,
+            f.location_id,
             coalesce(i.department, 'UNKNOWN') as department,
             coalesce(i.category, 'UNKNOWN') as category,
             coalesce(l.location_type, 'UNKNOWN') as location_type,
             coalesce(l.country, 'UNKNOWN') as country
         from marts.fct_sales_daily as f
-        join active using (item_id, location_id)
+        join active as a on a.item_id = f.item_id and a.location_id = f.location_id
         join marts.dim_item as i on i.item_id = f.item_id
         join marts.dim_location as l on l.location_id = f.location_id
         where f.sales_date <= ?
         order by unique_id, ds
         """,
         [run_date, run_date, run_date, ACTIVE_WITHIN_DAYS, run_date],
-    ).df()
+    )
 
 
-def future_frame(
-    con: duckdb.DuckDBPyConnection, series: pd.DataFrame, run_date: date, horizon: int
-) -> pd.DataFrame:
+def future_frame(wh: Warehouse, series: pd.DataFrame, run_date: date, horizon: int) -> pd.DataFrame:
     """Known-in-advance features for the horizon: planned promotions per series and day."""
-    con.register("_series", series[["unique_id", "item_id", "location_id"]].drop_duplicates())
-    try:
-        return con.execute(
-            """
-            with days as (
-                select cast(? as date) + to_days(cast(h as integer)) as ds
-                from range(1, ? + 1) as t(h)
-            )
-            select s.unique_id, cast(d.ds as timestamp) as ds,
-                   (count(p.promotion_id) > 0)::double as on_promo
-            from _series as s cross join days as d
-            left join raw.promotions as p
-              on p.item_id = s.item_id
-             and (p.location_id = s.location_id or p.location_id is null)
-             and d.ds between p.start_date and p.end_date
-            group by 1, 2
-            order by 1, 2
-            """,
-            [run_date, horizon],
-        ).df()
-    finally:
-        con.unregister("_series")
+    days = pd.date_range(pd.Timestamp(run_date) + pd.Timedelta(days=1), periods=horizon, freq="D")
+    last = (days[-1]).date()
+    promos = wh.df(
+        "select item_id, location_id, start_date, end_date from raw.promotions "
+        "where end_date > ? and start_date <= ?",
+        [run_date, last],
+    )
+    keys = series[["unique_id", "item_id", "location_id"]].drop_duplicates()
+    grid = keys.merge(pd.DataFrame({"ds": days}), how="cross")
+    grid["on_promo"] = 0.0
+    if not promos.empty:
+        promos["start_date"] = pd.to_datetime(promos["start_date"])
+        promos["end_date"] = pd.to_datetime(promos["end_date"])
+        # A promotion without a location applies everywhere.
+        local = grid.merge(promos.dropna(subset=["location_id"]), on=["item_id", "location_id"])
+        everywhere = grid.merge(
+            promos[promos["location_id"].isna()].drop(columns="location_id"), on="item_id"
+        )
+        hits = pd.concat([local, everywhere])
+        hits = hits[(hits["ds"] >= hits["start_date"]) & (hits["ds"] <= hits["end_date"])]
+        flagged = hits[["unique_id", "ds"]].drop_duplicates().assign(hit=1.0)
+        grid = grid.drop(columns="on_promo").merge(flagged, on=["unique_id", "ds"], how="left")
+        grid["on_promo"] = grid["hit"].fillna(0.0)
+    return (
+        grid[["unique_id", "ds", "on_promo"]]
+        .sort_values(["unique_id", "ds"])
+        .reset_index(drop=True)
+    )
 
 
 def forecast_path(settings: Settings, run_date: date) -> Path:
@@ -110,21 +114,21 @@ def train(history: pd.DataFrame, settings: Settings) -> ForecastModel:
 def forecast(settings: Settings, run_date: date) -> dict[str, Any]:
     """P10/P50/P90 for every active series; trains and registers a first model if none exists."""
     started = time.monotonic()
-    with warehouse(settings) as con:
-        history = history_frame(con, run_date)
+    with warehouse(settings) as wh:
+        history = history_frame(wh, run_date)
         if history.empty:
             raise ValueError(
                 f"no sales history up to {run_date} in marts.fct_sales_daily: nothing to forecast. "
                 "Check that the extract loaded order lines (ops.task_runs) and that dbt build ran."
             )
         series = history[["unique_id", "item_id", "location_id"]].drop_duplicates()
-        future = future_frame(con, series, run_date, settings.horizon_days)
-        found = load_champion(con)
+        future = future_frame(wh, series, run_date, settings.horizon_days)
+        found = load_champion(wh)
         trained = False
         if found is None:
             log.info("no champion model registered: training a first one on %d rows", len(history))
             model = train(history, settings)
-            version = save_and_register(con, model, settings.models_dir, run_date)
+            version = save_and_register(wh, model, settings.models_dir, run_date)
             trained = True
         else:
             version, model = found
@@ -148,9 +152,9 @@ def forecast(settings: Settings, run_date: date) -> dict[str, Any]:
     out.to_parquet(path.with_suffix(".tmp"), index=False)
     path.with_suffix(".tmp").replace(path)
     seconds = time.monotonic() - started
-    with warehouse(settings) as con:
+    with warehouse(settings) as wh:
         record_task(
-            con,
+            wh,
             run_date,
             "forecast",
             rows_in=len(history),
@@ -195,16 +199,15 @@ def load_forecasts(settings: Settings, run_date: date) -> dict[str, Any]:
             )
         )
     )
-    with warehouse(settings) as con, duck.transaction(con):
-        con.execute("delete from forecast.forecasts where run_date = ?", [run_date])
-        n = duck.insert_arrow(con, "forecast.forecasts", data)
-        con.execute(
+    with warehouse(settings) as wh, wh.transaction():
+        n = wh.replace_partition("forecast.forecasts", "run_date", run_date, data)
+        wh.execute(
             "update forecast.runs set model_version = ?, series_count = ?, rows_forecast = ?, horizon_days = ?, "
             "status = case when status = 'published' then status else 'loaded' end where run_date = ?",
             [",".join(sorted(versions)), series, n, settings.horizon_days, run_date],
         )
         record_task(
-            con,
+            wh,
             run_date,
             "load_forecasts",
             rows_in=data.num_rows,
@@ -217,20 +220,20 @@ def load_forecasts(settings: Settings, run_date: date) -> dict[str, Any]:
 
 def publish(settings: Settings, run_date: date) -> dict[str, Any]:
     """Mark run D published: BI's ``marts.forecast_latest`` switches to it atomically."""
-    with warehouse(settings) as con, duck.transaction(con):
-        row = con.execute(
+    with warehouse(settings) as wh, wh.transaction():
+        row = wh.fetchone(
             "select status, rows_forecast from forecast.runs where run_date = ?", [run_date]
-        ).fetchone()
+        )
         if row is None or row[0] not in ("loaded", "published") or not row[1]:
             raise RuntimeError(
                 f"run {run_date} cannot be published: status {row[0] if row else 'missing'!r}, "
                 f"{row[1] if row else 0} forecast rows; rerun load_forecasts first"
             )
-        con.execute(
+        wh.execute(
             "update forecast.runs set status = 'published', published_at = ?, message = null where run_date = ?",
             [datetime.now(), run_date],
         )
-        record_task(con, run_date, "publish", rows_out=int(row[1]), seconds=0.0)
+        record_task(wh, run_date, "publish", rows_out=int(row[1]), seconds=0.0)
     log.info(
         "published run %s (%d forecast rows): marts.forecast_latest now shows it", run_date, row[1]
     )
@@ -240,8 +243,8 @@ def publish(settings: Settings, run_date: date) -> dict[str, Any]:
 def retrain(settings: Settings, run_date: date, backtest_windows: int = 2) -> dict[str, Any]:
     """Weekly retrain on all history up to ``run_date``; the new model becomes champion."""
     started = time.monotonic()
-    with warehouse(settings) as con:
-        history = history_frame(con, run_date)
+    with warehouse(settings) as wh:
+        history = history_frame(wh, run_date)
     if history.empty:
         raise ValueError(f"no sales history up to {run_date}: run the nightly DAG first")
     model = ForecastModel(params=model_params(), horizon=settings.horizon_days)
@@ -255,10 +258,8 @@ def retrain(settings: Settings, run_date: date, backtest_windows: int = 2) -> di
         for model, row in summary.iterrows()
     }
     model = train(history, settings)
-    with warehouse(settings) as con:
-        version = save_and_register(
-            con, model, settings.models_dir, run_date, {"backtest": metrics}
-        )
+    with warehouse(settings) as wh:
+        version = save_and_register(wh, model, settings.models_dir, run_date, {"backtest": metrics})
     seconds = time.monotonic() - started
     wapes = ", ".join(f"{m} {v.get('wape')}" for m, v in metrics.items())
     log.info("retrain %s: model %s; backtest WAPE %s (%.1fs)", run_date, version, wapes, seconds)

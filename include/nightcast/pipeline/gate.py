@@ -12,7 +12,6 @@ import pyarrow as pa
 from nightcast.config import Settings
 from nightcast.pipeline.stages import read_clean, record_task, warehouse
 from nightcast.quality import GateReport, results_frame, validate_table, write_html_report
-from nightcast.warehouse import duck
 from nightcast.warehouse.schema import CANONICAL_TABLES
 
 log = logging.getLogger("nightcast.pipeline")
@@ -36,11 +35,11 @@ def validate(
             acc[0] += c["rows_in"]
             acc[1] += c["quarantined"]
     frames = {t: read_clean(settings, t, run_date) for t in CANONICAL_TABLES if t in counts}
-    with warehouse(settings) as con:
+    with warehouse(settings) as wh:
         # An order line may reference an item that arrives tonight or one loaded before.
         known: dict[str, set[str]] = {}
         for ref, col in REFERENCED.items():
-            rows = con.execute(f"select {col} from raw.{ref}").fetchall()
+            rows = wh.fetchall(f"select {col} from raw.{ref}")
             known[ref] = {r[0] for r in rows}
             if ref in frames and col in frames[ref]:
                 known[ref] |= set(frames[ref][col].dropna().astype(str))
@@ -58,13 +57,11 @@ def validate(
             )
         )
     results = results_frame(report.results, run_date)
-    with warehouse(settings) as con, duck.transaction(con):
-        con.execute("delete from ops.dq_results where run_date = ?", [run_date])
-        duck.insert_arrow(
-            con, "ops.dq_results", pa.Table.from_pandas(results, preserve_index=False)
-        )
+    with warehouse(settings) as wh, wh.transaction():
+        wh.execute("delete from ops.dq_results where run_date = ?", [run_date])
+        wh.insert_arrow("ops.dq_results", pa.Table.from_pandas(results, preserve_index=False))
         record_task(
-            con,
+            wh,
             run_date,
             "validate",
             rows_in=sum(len(f) for f in frames.values()),

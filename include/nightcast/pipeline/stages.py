@@ -16,7 +16,6 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -25,21 +24,21 @@ from nightcast.cleaning.clean import QUARANTINE_COLUMNS, CleanResult, clean_tabl
 from nightcast.config import Settings
 from nightcast.sources.extract import Window, landing_path, open_source, plan_window
 from nightcast.sources.mapping import SourceMapping, load_mappings
-from nightcast.warehouse import duck
+from nightcast.warehouse.base import Warehouse, open_warehouse
 from nightcast.warehouse.schema import NATURAL_KEYS
 
 log = logging.getLogger("nightcast.pipeline")
 
 
 @contextmanager
-def warehouse(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
-    with duck.connect(settings.warehouse_path) as con:
-        duck.ensure_schema(con)
-        yield con
+def warehouse(settings: Settings) -> Iterator[Warehouse]:
+    """The configured warehouse (DuckDB file or PostgreSQL), schemas ensured."""
+    with open_warehouse(settings.warehouse_url) as wh:
+        yield wh
 
 
 def record_task(
-    con: duckdb.DuckDBPyConnection,
+    wh: Warehouse,
     run_date: date,
     task: str,
     *,
@@ -52,11 +51,11 @@ def record_task(
     summary: str = "",
 ) -> None:
     """Replace this task's reconciliation row for the run date."""
-    con.execute(
+    wh.execute(
         "delete from ops.task_runs where run_date = ? and task = ? and source = ? and table_name = ?",
         [run_date, task, source, table],
     )
-    con.execute(
+    wh.execute(
         "insert into ops.task_runs values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             run_date,
@@ -82,10 +81,10 @@ def get_mapping(settings: Settings, source: str) -> SourceMapping:
 
 def start_run(settings: Settings, run_date: date) -> dict[str, Any]:
     """Open the run: BI's freshness view shows it as in progress until published."""
-    with warehouse(settings) as con, duck.transaction(con):
-        con.execute(
-            "insert into forecast.runs (run_date, status, horizon_days) values (?, 'running', ?) "
-            "on conflict (run_date) do update set status = case when forecast.runs.status = 'published' "
+    with warehouse(settings) as wh, wh.transaction():
+        wh.execute(
+            "insert into forecast.runs as r (run_date, status, horizon_days) values (?, 'running', ?) "
+            "on conflict (run_date) do update set status = case when r.status = 'published' "
             "then 'published' else 'running' end, message = null",
             [run_date, settings.horizon_days],
         )
@@ -94,21 +93,19 @@ def start_run(settings: Settings, run_date: date) -> dict[str, Any]:
 
 def fail_run(settings: Settings, run_date: date, message: str) -> None:
     """Mark an unpublished run failed; a published one keeps serving BI."""
-    with warehouse(settings) as con:
-        con.execute(
+    with warehouse(settings) as wh:
+        wh.execute(
             "update forecast.runs set status = 'failed', message = ? where run_date = ? and status <> 'published'",
             [message[:2000], run_date],
         )
 
 
-def _recorded_window(
-    con: duckdb.DuckDBPyConnection, source: str, table: str, run_date: date
-) -> Window | None:
-    row = con.execute(
+def _recorded_window(wh: Warehouse, source: str, table: str, run_date: date) -> Window | None:
+    row = wh.fetchone(
         "select mode, window_start, window_end from ops.extract_windows "
         "where source = ? and table_name = ? and run_date = ?",
         [source, table, run_date],
-    ).fetchone()
+    )
     return Window(row[0], row[1], row[2]) if row else None
 
 
@@ -118,12 +115,12 @@ def extract(settings: Settings, source: str, run_date: date) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with open_source(mapping) as land:
         for name, table in mapping.tables.items():
-            with warehouse(settings) as con:
-                recorded = _recorded_window(con, source, name, run_date)
-                wm = con.execute(
+            with warehouse(settings) as wh:
+                recorded = _recorded_window(wh, source, name, run_date)
+                wm = wh.fetchone(
                     "select high_watermark from ops.watermarks where source = ? and table_name = ?",
                     [source, name],
-                ).fetchone()
+                )
             window = plan_window(
                 table,
                 run_date,
@@ -132,12 +129,12 @@ def extract(settings: Settings, source: str, run_date: date) -> dict[str, Any]:
                 lookback_days=settings.lookback_days,
             )
             res = land(table, run_date, window, settings.lake_dir)
-            with warehouse(settings) as con, duck.transaction(con):
-                con.execute(
+            with warehouse(settings) as wh, wh.transaction():
+                wh.execute(
                     "delete from ops.extract_windows where source = ? and table_name = ? and run_date = ?",
                     [source, name, run_date],
                 )
-                con.execute(
+                wh.execute(
                     "insert into ops.extract_windows values (?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         source,
@@ -151,7 +148,7 @@ def extract(settings: Settings, source: str, run_date: date) -> dict[str, Any]:
                     ],
                 )
                 record_task(
-                    con,
+                    wh,
                     run_date,
                     "extract",
                     source=source,
@@ -227,9 +224,9 @@ def clean(settings: Settings, source: str, run_date: date) -> dict[str, Any]:
             res.rows_quarantined,
             time.monotonic() - started,
         )
-        with warehouse(settings) as con:
+        with warehouse(settings) as wh:
             record_task(
-                con,
+                wh,
                 run_date,
                 "clean",
                 source=source,
@@ -268,7 +265,7 @@ def load(
     """
     started = time.monotonic()
     loaded: dict[str, int] = {}
-    with warehouse(settings) as con, duck.transaction(con):
+    with warehouse(settings) as wh, wh.transaction():
         for summary in clean_summaries:
             source = summary["source"]
             mapping = get_mapping(settings, source)
@@ -278,34 +275,34 @@ def load(
                 data = pq.read_table(path)
                 table = mapping.tables[name]
                 if table.mode == "full":
-                    con.execute(f"delete from raw.{name} where source = ?", [source])
-                    n = duck.insert_arrow(con, f"raw.{name}", data)
+                    wh.execute(f"delete from raw.{name} where source = ?", [source])
+                    n = wh.insert_arrow(f"raw.{name}", data)
                 else:
-                    n = duck.upsert_arrow(con, f"raw.{name}", data, NATURAL_KEYS[name])
-                    window = _recorded_window(con, source, name, run_date)
+                    n = wh.upsert_arrow(f"raw.{name}", data, NATURAL_KEYS[name])
+                    window = _recorded_window(wh, source, name, run_date)
                     if window and window.end:
-                        con.execute(
-                            "insert into ops.watermarks values (?, ?, ?, ?) on conflict (source, table_name) "
-                            "do update set high_watermark = greatest(ops.watermarks.high_watermark, excluded.high_watermark), "
+                        wh.execute(
+                            "insert into ops.watermarks as w values (?, ?, ?, ?) on conflict (source, table_name) "
+                            "do update set high_watermark = greatest(w.high_watermark, excluded.high_watermark), "
                             "run_date = excluded.run_date",
                             [source, name, window.end, run_date],
                         )
                 q = pq.read_table(
                     clean_path(settings.lake_dir, "quarantine", name, run_date, source)
                 )
-                con.execute(
+                wh.execute(
                     "delete from ops.quarantine where run_date = ? and source = ? and table_name = ?",
                     [run_date, source, name],
                 )
                 if q.num_rows:
-                    duck.insert_arrow(con, "ops.quarantine", q.select(QUARANTINE_COLUMNS))
+                    wh.insert_arrow("ops.quarantine", q.select(QUARANTINE_COLUMNS))
                 if counts["rows_in"] != n + counts["quarantined"]:
                     raise AssertionError(
                         f"{source}.{name} for {run_date}: {counts['rows_in']} extracted != "
                         f"{n} loaded + {counts['quarantined']} quarantined"
                     )
                 record_task(
-                    con,
+                    wh,
                     run_date,
                     "load",
                     source=source,
@@ -327,8 +324,8 @@ def transform(settings: Settings, run_date: date) -> dict[str, Any]:
     from nightcast.transform.dbt import dbt_build
 
     result = dbt_build(settings)
-    with warehouse(settings) as con:
+    with warehouse(settings) as wh:
         record_task(
-            con, run_date, "dbt_build", seconds=result["seconds"], summary=str(result["statuses"])
+            wh, run_date, "dbt_build", seconds=result["seconds"], summary=str(result["statuses"])
         )
     return result

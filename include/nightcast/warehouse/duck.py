@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pandas as pd
 import pyarrow as pa
 
+from nightcast.warehouse.base import Warehouse
 from nightcast.warehouse.schema import ALL_TABLES, SCHEMAS
 
 log = logging.getLogger("nightcast.warehouse")
@@ -137,3 +139,52 @@ def table_checksums(
         ).fetchone() or (0, "0")
         out[f"{schema}.{table}"] = hashlib.sha256(f"{count}:{digest}".encode()).hexdigest()[:16]
     return out
+
+
+class DuckWarehouse(Warehouse):
+    """The embedded warehouse: one DuckDB file, single writer."""
+
+    dialect = "duckdb"
+
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        self.path = path
+        self._cm = connect(path, read_only=read_only)
+        self.con = self._cm.__enter__()
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.con.execute(sql, list(params))
+
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.con.execute(sql, list(params)).fetchall()
+
+    def arrow(self, sql: str, params: Sequence[Any] = ()) -> pa.Table:
+        return self.con.execute(sql, list(params)).to_arrow_table()
+
+    def df(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        return self.con.execute(sql, list(params)).df()
+
+    @contextmanager
+    def transaction(self) -> Iterator[DuckWarehouse]:
+        with transaction(self.con):
+            yield self
+
+    def ensure_schema(self) -> None:
+        ensure_schema(self.con)
+
+    def insert_arrow(self, qualified: str, data: pa.Table) -> int:
+        return insert_arrow(self.con, qualified, data)
+
+    def upsert_arrow(self, qualified: str, data: pa.Table, key: str) -> int:
+        return upsert_arrow(self.con, qualified, data, key)
+
+    def replace_partition(self, qualified: str, column: str, value: Any, data: pa.Table) -> int:
+        self.con.execute(f'delete from {qualified} where "{column}" = ?', [value])
+        return insert_arrow(self.con, qualified, data)
+
+    def checksums(
+        self, schemas: Sequence[str], exclude_columns: Sequence[str] = ()
+    ) -> dict[str, str]:
+        return table_checksums(self.con, schemas, exclude_columns)
+
+    def close(self) -> None:
+        self._cm.__exit__(None, None, None)

@@ -18,9 +18,9 @@ CANONICAL_TABLES: dict[str, str] = {
         order_date date not null,
         item_id varchar not null,
         location_id varchar not null,
-        quantity double not null,
-        unit_price double,
-        amount double,
+        quantity double precision not null,
+        unit_price double precision,
+        amount double precision,
         currency varchar,
         status varchar not null,
         updated_at timestamp not null,
@@ -35,7 +35,7 @@ CANONICAL_TABLES: dict[str, str] = {
         department varchar,
         category varchar,
         subcategory varchar,
-        list_price double,
+        list_price double precision,
         launch_date date,
         discontinue_date date,
         updated_at timestamp,
@@ -60,7 +60,7 @@ CANONICAL_TABLES: dict[str, str] = {
         location_id varchar,
         start_date date not null,
         end_date date not null,
-        discount_pct double not null,
+        discount_pct double precision not null,
         updated_at timestamp,
         _run_date date not null,
         primary key (promotion_id)
@@ -98,18 +98,18 @@ FORECAST_TABLES: dict[str, str] = {
         message varchar,
         published_at timestamp
     """,
-    # One row per run date, item, location and forecast date.
+    # One row per run date, item, location and forecast date (grain enforced by
+    # the forecast stage and dbt tests; no index, so a run's partition loads at COPY speed).
     "forecasts": """
         run_date date not null,
         item_id varchar not null,
         location_id varchar not null,
         forecast_date date not null,
         horizon integer not null,
-        p10 double not null,
-        p50 double not null,
-        p90 double not null,
-        model_version varchar not null,
-        primary key (run_date, item_id, location_id, forecast_date)
+        p10 double precision not null,
+        p50 double precision not null,
+        p90 double precision not null,
+        model_version varchar not null
     """,
     "model_registry": """
         model_version varchar not null primary key,
@@ -181,12 +181,16 @@ OPS_TABLES: dict[str, str] = {
         rows_in bigint,
         rows_out bigint,
         rows_quarantined bigint,
-        seconds double,
+        seconds double precision,
         summary varchar,
         finished_at timestamp,
         primary key (run_date, task, source, table_name)
     """,
 }
+
+# Tables whose rows for one value of a column are replaced as a unit; on
+# PostgreSQL they are LIST-partitioned by it and replaced by a partition swap.
+PARTITIONED: dict[str, str] = {"forecast.forecasts": "run_date"}
 
 ALL_TABLES: dict[str, dict[str, str]] = {
     "raw": CANONICAL_TABLES,
