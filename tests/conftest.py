@@ -35,7 +35,9 @@ def _service_unavailable(what: str, err: Exception) -> None:
     """A missing database server fails under CI (CI=true) and skips on a laptop."""
     import pytest
 
-    msg = f"{what} is not reachable ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+    msg = (
+        f"{what} is not reachable ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+    )
     if os.environ.get("CI"):
         pytest.fail(f"{msg}; CI must run against it (.ci/run starts it)")
     pytest.skip(msg)

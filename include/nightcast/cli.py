@@ -88,6 +88,28 @@ def cmd_airflow(args: argparse.Namespace) -> int:
     return airflow_standalone()
 
 
+def cmd_bi_role(args: argparse.Namespace) -> int:
+    from nightcast.config import get_settings
+    from nightcast.warehouse.base import is_postgres_url, open_warehouse
+    from nightcast.warehouse.postgres import PostgresWarehouse, grant_bi_role
+
+    _apply_defaults()
+    url = get_settings().warehouse_url
+    if not is_postgres_url(url):
+        raise SystemExit(
+            "bi-role needs a PostgreSQL warehouse (NIGHTCAST_WAREHOUSE_URL=postgresql://...); "
+            "with DuckDB, give BI tools the file opened read-only (duckdb -readonly data/warehouse.duckdb)"
+        )
+    password = os.environ.get(args.password_env) if args.password_env else None
+    if args.password_env and not password:
+        raise SystemExit(f"{args.password_env} is not set: it must hold the BI role's password")
+    with open_warehouse(url) as wh:
+        assert isinstance(wh, PostgresWarehouse)
+        grant_bi_role(wh, args.role, password)
+    print(f"role {args.role}: select on marts.* only ({'login' if password else 'nologin'})")
+    return 0
+
+
 def cmd_summary(args: argparse.Namespace) -> int:
     from nightcast.config import get_settings
     from nightcast.demo import render_summary
@@ -137,6 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
         "airflow", help="run `airflow standalone` with the project's DAGs (Ctrl-C stops it)"
     )
     af.set_defaults(func=cmd_airflow)
+
+    b = sub.add_parser("bi-role", help="create the read-only BI role on a PostgreSQL warehouse")
+    b.add_argument("--role", default="nightcast_bi")
+    b.add_argument(
+        "--password-env",
+        default="NIGHTCAST_BI_PASSWORD",
+        help="variable holding its password ('' for nologin)",
+    )
+    b.set_defaults(func=cmd_bi_role)
 
     s = sub.add_parser("summary", help="print the summary of a run (default: the latest)")
     s.add_argument("--run-date", type=_date)

@@ -64,7 +64,12 @@ def nightly(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     bag = DagBag(dag_folder=str(ROOT / "dags"))
     assert bag.import_errors == {}
     demo_erp.generate(
-        connection_url("nightcast_demo_erp"), size="tiny", start=HISTORY[0], end=HISTORY[1], seed=7, replace=True
+        connection_url("nightcast_demo_erp"),
+        size="tiny",
+        start=HISTORY[0],
+        end=HISTORY[1],
+        seed=7,
+        replace=True,
     )
     dag = bag.dags["erp_forecast_nightly"]
     # dag.test() honours retry delays; a failure here should surface at once.

@@ -123,13 +123,64 @@ def extract_table(
     window: Window,
     lake_dir: Path,
 ) -> ExtractResult:
-    """Stream the table's rows in batches into the landing Parquet file (replacing it)."""
+    """Stream the table's rows in batches into the landing Parquet file (replacing it).
+
+    PostgreSQL and MySQL/MariaDB use the bulk readers of :mod:`nightcast.sources.bulk`
+    (COPY / the batch client into Arrow); other engines the generic fetchmany path.
+    """
+    from nightcast.sources import bulk
+
     started = time.monotonic()
     predicate, params = window_sql(table, window)
     query = table.query.replace("{window}", predicate)
     path = landing_path(lake_dir, mapping.source, table.table, run_date)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".parquet.tmp")
+
+    def progress(rows: int) -> None:
+        elapsed = time.monotonic() - started
+        log.info(
+            "%s.%s: %d rows read (%.1fs, %.0f rows/s)",
+            mapping.source,
+            table.table,
+            rows,
+            elapsed,
+            rows / max(elapsed, 1e-6),
+        )
+
+    dialect = engine.dialect.name
+    try:
+        if dialect == "postgresql" and engine.dialect.driver == "psycopg":
+            rows = bulk.read_postgres(engine, query, params, tmp, progress)
+        elif (
+            dialect in ("mysql", "mariadb")
+            and bulk.mysql_client() is not None
+            and bulk.mysql_fast_path_ok(mapping, table)
+        ):
+            rows = bulk.read_mysql(engine, query, params, tmp, progress)
+        else:
+            rows = _extract_generic(engine, query, params, tmp, progress)
+        tmp.replace(path)  # atomic: readers never see a half-written landing file
+    except (sa.exc.SQLAlchemyError, bulk.BulkReadError) as exc:
+        raise RuntimeError(
+            f"source {mapping.source!r} table {table.table!r}: the ERP query failed "
+            f"(mapping {mapping.path.name}): {str(exc).splitlines()[0]}"
+        ) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ExtractResult(
+        mapping.source, table.table, run_date, window, rows, path, time.monotonic() - started
+    )
+
+
+def _extract_generic(
+    engine: sa.Engine,
+    query: str,
+    params: dict[str, Any],
+    tmp: Path,
+    progress: Callable[[int], None],
+) -> int:
+    """Any SQLAlchemy engine: ``fetchmany`` batches converted to text in Python."""
     rows = 0
     writer: pq.ParquetWriter | None = None
     try:
@@ -143,29 +194,13 @@ def extract_table(
                 arrays = [pa.array([_to_text(v) for v in col], type=pa.string()) for col in cols]
                 writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
                 rows += len(batch)
-                log.info(
-                    "%s.%s: %d rows read (%.1fs, %.0f rows/s)",
-                    mapping.source,
-                    table.table,
-                    rows,
-                    time.monotonic() - started,
-                    rows / max(time.monotonic() - started, 1e-6),
-                )
+                progress(rows)
         writer.close()
         writer = None
-        tmp.replace(path)  # atomic: readers never see a half-written landing file
-    except sa.exc.SQLAlchemyError as exc:
-        raise RuntimeError(
-            f"source {mapping.source!r} table {table.table!r}: the ERP query failed "
-            f"(mapping {mapping.path.name}): {str(exc).splitlines()[0]}"
-        ) from exc
     finally:
         if writer is not None:
             writer.close()
-        tmp.unlink(missing_ok=True)
-    return ExtractResult(
-        mapping.source, table.table, run_date, window, rows, path, time.monotonic() - started
-    )
+    return rows
 
 
 Lander = Callable[[TableMapping, date, Window, Path], ExtractResult]

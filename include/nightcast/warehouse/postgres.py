@@ -214,3 +214,42 @@ class PostgresWarehouse(Warehouse):
             ) or (0, "")
             out[f"{schema}.{table}"] = f"{count}:{digest[:16]}"
         return out
+
+
+BI_SCHEMAS = ("marts",)
+
+
+def grant_bi_role(wh: PostgresWarehouse, role: str, password: str | None) -> None:
+    """Create (or update) a read-only role that can select the BI marts and nothing else.
+
+    Default privileges make tables and views that dbt creates later readable too;
+    marts views run with their owner's rights, so the role needs no access to
+    ``raw``/``forecast``/``ops``.
+    """
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", role):
+        raise ValueError(f"role name {role!r} must be a lower-case SQL identifier")
+    exists = wh.fetchone("select 1 from pg_roles where rolname = ?", [role])
+    login = "login" if password else "nologin"
+    with wh.transaction():
+        wh.execute(
+            f"{'alter' if exists else 'create'} role {role} {login} nosuperuser nocreatedb nocreaterole"
+        )
+        if password:
+            # A parameter cannot be bound in DDL: quote the literal instead.
+            wh.execute(f"alter role {role} password '{password.replace(chr(39), chr(39) * 2)}'")
+        db = wh.fetchone("select current_database()")
+        wh.execute(f'revoke all on database "{db[0] if db else ""}" from {role}')
+        wh.execute(f'grant connect on database "{db[0] if db else ""}" to {role}')
+        for schema in ("raw", "forecast", "ops", "audit", "staging", "public"):
+            wh.execute(f"create schema if not exists {schema}")
+            wh.execute(f"revoke all on schema {schema} from {role}")
+            wh.execute(f"revoke all on all tables in schema {schema} from {role}")
+        wh.execute(f"revoke create on schema public from {role}")
+        for schema in BI_SCHEMAS:
+            wh.execute(f"create schema if not exists {schema}")
+            wh.execute(f"grant usage on schema {schema} to {role}")
+            wh.execute(f"grant select on all tables in schema {schema} to {role}")
+            wh.execute(
+                f"alter default privileges in schema {schema} grant select on tables to {role}"
+            )
+    log.info("role %s can read %s and nothing else", role, ", ".join(BI_SCHEMAS))

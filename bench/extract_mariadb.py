@@ -1,0 +1,144 @@
+"""Benchmark: MariaDB extraction into landing Parquet against ``mariadb --quick``, same run.
+
+    .venv/bin/python bench/extract_mariadb.py                  # 2,000,000 order lines
+    .venv/bin/python bench/extract_mariadb.py --rows 500000 --repeat 3
+
+Loads N rows shaped like the demo ERP's ``sales_order_line`` into database
+``nightcast_bench`` (server-side ``seq_1_to_N``; reused when the count matches),
+then times, interleaved, medians of ``--repeat``: the reference
+``mariadb --quick -e "select …" > /dev/null``, Nightcast's ``extract_table`` (the
+batch client → pyarrow → Parquet) and, with ``--generic``, the generic PyMySQL
+path. Each extraction runs in a child process that reports its own peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+QUERY = "select * from sales_order_line"
+
+
+def client(db: str, sql: str) -> list[str]:
+    return ["mariadb", "-h", HOST, "-uroot", "--quick", db, "-e", sql]
+
+
+def load(db: str, rows: int) -> None:
+    subprocess.run(client("", f"create database if not exists {db}"), check=True)
+    have = subprocess.run(
+        ["mariadb", "-h", HOST, "-uroot", "-N", db, "-e", "select count(*) from sales_order_line"],
+        capture_output=True,
+        text=True,
+    )
+    if have.returncode == 0 and have.stdout.strip() == str(rows):
+        return
+    started = time.monotonic()
+    sql = f"""
+    drop table if exists sales_order_line;
+    create table sales_order_line (
+      line_id integer primary key, order_id integer not null, line_no integer not null,
+      product_id integer not null, qty double not null, unit_price double not null,
+      discount_pct double not null, line_status varchar(16) not null,
+      created_at datetime not null, updated_at datetime not null) engine=InnoDB;
+    insert into sales_order_line
+    select seq, seq div 3 + 1, seq % 3 + 1, seq % 5000 + 1, seq % 7 + 1,
+           round((seq % 1000) / 10.0 + 0.99, 2), (seq % 4) * 5,
+           elt(seq % 4 + 1, 'open', 'shipped', 'cancelled', 'returned'),
+           timestamp '2024-01-01 00:00:00' + interval seq second,
+           timestamp '2024-01-01 00:00:00' + interval seq second + interval 1 hour
+    from seq_1_to_{rows};
+    analyze table sales_order_line;
+    """
+    subprocess.run(client(db, sql), check=True, stdout=subprocess.DEVNULL)
+    print(f"loaded {rows:,} rows in {time.monotonic() - started:.1f}s", file=sys.stderr)
+
+
+def child(method: str, db: str, out: str) -> None:
+    """Run one extraction; print seconds, rows and peak RSS as JSON."""
+    import resource
+    from datetime import date
+
+    import sqlalchemy as sa
+
+    from nightcast.sources import extract
+    from nightcast.sources.mapping import SourceMapping, TableMapping
+
+    engine = sa.create_engine(f"mysql+pymysql://root@{HOST}/{db}?charset=utf8mb4")
+    table = TableMapping("order_lines", "full", QUERY, (), {})
+    mapping = SourceMapping("bench", "bench", "bench", Path("bench.yaml"))
+    started = time.monotonic()
+    if method == "generic":
+        rows = extract._extract_generic(engine, QUERY, {}, Path(out) / "g.parquet", lambda n: None)
+    else:
+        window = extract.Window("full", None, None)
+        rows = extract.extract_table(
+            engine, mapping, table, date(2024, 1, 1), window, Path(out)
+        ).rows
+    seconds = time.monotonic() - started
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"seconds": seconds, "rows": rows, "rss": rss}))
+
+
+def timed(cmd: list[str]) -> float:
+    started = time.monotonic()
+    with open(os.devnull, "wb") as null:
+        subprocess.run(cmd, stdout=null, check=True)
+    return time.monotonic() - started
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--rows", type=int, default=2_000_000)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--db", default="nightcast_bench")
+    p.add_argument("--generic", action="store_true", help="also time the generic PyMySQL path")
+    p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        child(*args.child)
+        return 0
+    load(args.db, args.rows)
+    methods = ["bulk"] + (["generic"] if args.generic else [])
+    times: dict[str, list[float]] = {}
+    rss: dict[str, int] = {}
+    for _ in range(args.repeat):
+        times.setdefault("reference", []).append(timed(client(args.db, QUERY)))
+        for method in methods:
+            with tempfile.TemporaryDirectory() as out:
+                cmd = [sys.executable, __file__, "--child", method, args.db, out]
+                res = json.loads(subprocess.run(cmd, capture_output=True, check=True).stdout)
+            assert res["rows"] == args.rows, res
+            times.setdefault(method, []).append(res["seconds"])
+            rss[method] = max(rss.get(method, 0), res["rss"])
+    ref = statistics.median(times["reference"])
+    labels = {
+        "reference": 'reference: mariadb --quick -e "select …" > /dev/null',
+        "bulk": "Nightcast extract_table (mariadb --batch → Arrow → Parquet)",
+        "generic": "Nightcast generic PyMySQL fetchmany path",
+    }
+    print(
+        f"\n## MariaDB extraction: {args.rows:,} rows, median of {args.repeat}, cpu={os.cpu_count()}"
+    )
+    print("| method | seconds | rows/s | peak RSS | vs mariadb --quick |")
+    print("|---|---:|---:|---:|---:|")
+    for key, values in times.items():
+        sec = statistics.median(values)
+        mem = f"{rss[key] / 2**20:,.0f} MiB" if key in rss else "-"
+        print(f"| {labels[key]} | {sec:.2f} | {args.rows / sec:,.0f} | {mem} | {sec / ref:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT / "include"))
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Benchmark: PostgreSQL extraction into landing Parquet against a binary COPY, same run.
+
+    .venv/bin/python bench/extract_postgres.py                 # 10,000,000 order lines
+    .venv/bin/python bench/extract_postgres.py --rows 2000000 --repeat 3
+
+Loads N rows shaped like the demo ERP's ``sales_order_line`` into database
+``nightcast_bench`` (server-side ``generate_series``; reused when the count
+matches), then times, interleaved, medians of ``--repeat``:
+
+* reference: ``psql -c "COPY (select …) TO STDOUT (FORMAT binary)" > /dev/null``
+* ``COPY … (FORMAT csv)`` to /dev/null (what the fast path reads; informative)
+* Nightcast ``extract_table`` (psql → pyarrow → Parquet), and the psycopg variant
+* with ``--generic``: the generic SQLAlchemy ``fetchmany`` path (slow)
+
+Each extraction runs in a child process that reports its own peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+QUERY = "select * from sales_order_line"
+
+
+def psql(db: str, *args: str) -> list[str]:
+    return ["psql", "-X", "-q", "-h", HOST, "-U", "postgres", "-d", db, *args]
+
+
+def load(db: str, rows: int) -> None:
+    exists = subprocess.run(
+        psql("postgres", "-Atc", f"select 1 from pg_database where datname = '{db}'"),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if not exists:
+        subprocess.run(psql("postgres", "-c", f"create database {db}"), check=True)
+    have = subprocess.run(
+        psql(db, "-Atc", "select count(*) from sales_order_line"), capture_output=True, text=True
+    )
+    if have.returncode == 0 and have.stdout.strip() == str(rows):
+        return
+    started = time.monotonic()
+    sql = f"""
+    drop table if exists sales_order_line;
+    create table sales_order_line (
+      line_id integer primary key, order_id integer not null, line_no integer not null,
+      product_id integer not null, qty double precision not null,
+      unit_price double precision not null, discount_pct double precision not null,
+      line_status varchar(16) not null, created_at timestamp not null,
+      updated_at timestamp not null);
+    insert into sales_order_line
+    select g, g / 3 + 1, g % 3 + 1, g % 5000 + 1, g % 7 + 1,
+           round(((g % 1000) / 10.0 + 0.99)::numeric, 2)::float8, (g % 4) * 5,
+           (array['open','shipped','cancelled','returned'])[g % 4 + 1],
+           timestamp '2024-01-01' + g * interval '1 second',
+           timestamp '2024-01-01' + g * interval '1 second' + interval '1 hour'
+    from generate_series(1, {rows}) as g;
+    """
+    subprocess.run(psql(db, "-v", "ON_ERROR_STOP=1", "-c", sql), check=True)
+    subprocess.run(psql(db, "-c", "vacuum analyze sales_order_line"), check=True)
+    print(f"loaded {rows:,} rows in {time.monotonic() - started:.1f}s", file=sys.stderr)
+
+
+def child(method: str, db: str, out: str) -> None:
+    """Run one extraction; print seconds, rows and peak RSS as JSON."""
+    import resource
+    from datetime import date
+
+    import sqlalchemy as sa
+
+    from nightcast.sources import bulk, extract
+    from nightcast.sources.mapping import SourceMapping, TableMapping
+
+    engine = sa.create_engine(f"postgresql+psycopg://postgres@{HOST}/{db}")
+    table = TableMapping("order_lines", "full", QUERY, (), {})
+    mapping = SourceMapping("bench", "bench", "bench", Path("bench.yaml"))
+    started = time.monotonic()
+    if method == "generic":
+        rows = extract._extract_generic(engine, QUERY, {}, Path(out) / "g.parquet", lambda n: None)
+    else:
+        bulk.PG_METHOD = method
+        window = extract.Window("full", None, None)
+        rows = extract.extract_table(
+            engine, mapping, table, date(2024, 1, 1), window, Path(out)
+        ).rows
+    seconds = time.monotonic() - started
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"seconds": seconds, "rows": rows, "rss": rss}))
+
+
+def timed(cmd: list[str]) -> float:
+    started = time.monotonic()
+    with open(os.devnull, "wb") as null:
+        subprocess.run(cmd, stdout=null, check=True)
+    return time.monotonic() - started
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--rows", type=int, default=10_000_000)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--db", default="nightcast_bench")
+    p.add_argument("--generic", action="store_true", help="also time the generic fetchmany path")
+    p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        child(*args.child)
+        return 0
+    load(args.db, args.rows)
+    methods = ["psql", "psycopg"] + (["generic"] if args.generic else [])
+    times: dict[str, list[float]] = {}
+    rss: dict[str, int] = {}
+    for _ in range(args.repeat):
+        for fmt in ("binary", "csv"):
+            copy = f"COPY ({QUERY}) TO STDOUT (FORMAT {fmt})"
+            times.setdefault(f"copy-{fmt}", []).append(timed(psql(args.db, "-c", copy)))
+        for method in methods:
+            with tempfile.TemporaryDirectory() as out:
+                cmd = [sys.executable, __file__, "--child", method, args.db, out]
+                res = json.loads(subprocess.run(cmd, capture_output=True, check=True).stdout)
+            assert res["rows"] == args.rows, res
+            times.setdefault(method, []).append(res["seconds"])
+            rss[method] = max(rss.get(method, 0), res["rss"])
+    ref = statistics.median(times["copy-binary"])
+    labels = {
+        "copy-binary": "reference: psql COPY (FORMAT binary) > /dev/null",
+        "copy-csv": "psql COPY (FORMAT csv) > /dev/null",
+        "psql": "Nightcast extract_table (psql COPY csv → Arrow → Parquet)",
+        "psycopg": "Nightcast, psycopg cursor.copy variant",
+        "generic": "Nightcast generic SQLAlchemy fetchmany path",
+    }
+    print(
+        f"\n## PostgreSQL extraction: {args.rows:,} rows, median of {args.repeat}, cpu={os.cpu_count()}"
+    )
+    print("| method | seconds | rows/s | peak RSS | vs binary COPY |")
+    print("|---|---:|---:|---:|---:|")
+    for key, values in times.items():
+        sec = statistics.median(values)
+        mem = f"{rss[key] / 2**20:,.0f} MiB" if key in rss else "-"
+        print(f"| {labels[key]} | {sec:.2f} | {args.rows / sec:,.0f} | {mem} | {sec / ref:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT / "include"))
+    sys.exit(main())
