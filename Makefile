@@ -5,6 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 UV_VERSION := 0.13.8
 
+# The real Online Retail data set, when it sits beside the checkout (tests using it skip otherwise).
+NIGHTCAST_ONLINE_RETAIL ?= $(abspath $(wildcard ../shared/datasets/online_retail/online_retail.parquet))
+export NIGHTCAST_ONLINE_RETAIL
+
 .PHONY: demo test venv airflow env bench clean
 
 $(STAMP): requirements.txt pyproject.toml

@@ -78,7 +78,8 @@ def erp_forecast_nightly() -> None:
 
         return stages.transform(get_settings(), run_date(context))
 
-    @task(execution_timeout=timedelta(hours=2))
+    # The forecasting queue is served by GPU workers where a deployment has them.
+    @task(queue="forecasting", execution_timeout=timedelta(hours=2))
     def forecast(**context: Any) -> dict[str, Any]:
         from nightcast.pipeline import forecast as fc
 

@@ -37,7 +37,7 @@ MODEL = Asset("nightcast://warehouse/forecast/model_registry")
     doc_md=__doc__,
 )
 def forecast_retrain_weekly() -> None:
-    @task(outlets=[MODEL], execution_timeout=timedelta(hours=4))
+    @task(outlets=[MODEL], queue="forecasting", execution_timeout=timedelta(hours=4))
     def retrain(**context: Any) -> dict[str, Any]:
         from nightcast.pipeline.forecast import retrain as run_retrain
 

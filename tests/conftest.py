@@ -29,33 +29,3 @@ os.environ.update(
 )
 for _sub in ("airflow_home", "data"):
     (_SESSION_DIR / _sub).mkdir(parents=True, exist_ok=True)
-
-
-def _service_unavailable(what: str, err: Exception) -> None:
-    """A missing database server fails under CI (CI=true) and skips on a laptop."""
-    import pytest
-
-    msg = (
-        f"{what} is not reachable ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
-    )
-    if os.environ.get("CI"):
-        pytest.fail(f"{msg}; CI must run against it (.ci/run starts it)")
-    pytest.skip(msg)
-
-
-def postgres_admin_url() -> str:
-    return os.environ.get("NIGHTCAST_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-def fresh_postgres_database(name: str) -> str:
-    """Drop and create database ``name`` on the test server; returns its URL."""
-    import psycopg
-
-    admin = postgres_admin_url()
-    try:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'drop database if exists "{name}" with (force)')
-            conn.execute(f'create database "{name}"')
-    except psycopg.OperationalError as err:
-        _service_unavailable("PostgreSQL", err)
-    return admin.rsplit("/", 1)[0] + f"/{name}"

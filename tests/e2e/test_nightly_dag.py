@@ -39,7 +39,7 @@ def nightly(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         "AIRFLOW_CONN_NIGHTCAST_DEMO_ERP": f"sqlite:///{data / 'erp.sqlite'}",
     }
     if request.param == "postgres":
-        from conftest import fresh_postgres_database
+        from _services import fresh_postgres_database
 
         url = fresh_postgres_database("nightcast_e2e_warehouse")
         env |= {

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import psycopg
 import pyarrow as pa
 import pytest
-from conftest import fresh_postgres_database
+from _services import fresh_postgres_database
 
 from nightcast.warehouse.base import open_warehouse
 from nightcast.warehouse.postgres import PostgresWarehouse, grant_bi_role

@@ -30,8 +30,13 @@ ACTIVE_WITHIN_DAYS = 91
 
 
 def model_params() -> dict[str, Any]:
-    """LightGBM parameters for the nightly model (threads from LIGHTGBM_NUM_THREADS)."""
-    return {"num_threads": int(os.environ.get("LIGHTGBM_NUM_THREADS", "1")), "seed": 7}
+    """LightGBM parameters for the nightly model, from LIGHTGBM_NUM_THREADS and NIGHTCAST_LIGHTGBM_DEVICE."""
+    return {
+        "num_threads": int(os.environ.get("LIGHTGBM_NUM_THREADS", "1")),
+        "seed": 7,
+        # cpu (default), gpu, cuda, or auto: probe the GPU and fall back to CPU with a warning.
+        "device": os.environ.get("NIGHTCAST_LIGHTGBM_DEVICE", "cpu"),
+    }
 
 
 def history_frame(wh: Warehouse, run_date: date) -> pd.DataFrame:

@@ -28,6 +28,8 @@ import yaml
 from nightcast.warehouse.schema import CANONICAL_TABLES, NATURAL_KEYS
 
 COLUMN_TYPES = ("id", "string", "float", "int", "date", "timestamp")
+SOURCE_KINDS = ("sql", "csv_folder")
+CSV_KEYS = ("file", "delimiter", "encoding", "optional")
 # Columns the pipeline fills itself; a mapping must not set them.
 RESERVED = ("source", "_run_date")
 
@@ -61,6 +63,12 @@ class TableMapping:
     query: str
     watermark_columns: tuple[str, ...]
     columns: dict[str, ColumnRule]
+    # csv_folder sources only: the nightly file (a name or glob inside <drop>/<D>/),
+    # its delimiter and encoding, and whether a night without it is normal.
+    file: str | None = None
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    optional: bool = False
 
     @property
     def key(self) -> str:
@@ -137,7 +145,37 @@ def _column_rule(where: str, name: str, spec: Any, null_tokens: tuple[str, ...])
     )
 
 
-def _table_mapping(where: str, table: str, spec: Any, null_tokens: tuple[str, ...]) -> TableMapping:
+def _csv_options(where: str, table: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """``file``/``delimiter``/``encoding``/``optional`` of a csv_folder table, validated."""
+    file = spec.get("file")
+    if not isinstance(file, str) or not file.strip():
+        raise MappingError(
+            f"{where}: table {table!r} of a csv_folder source needs 'file' "
+            "(the nightly file name or glob, e.g. file: sales_lines.csv)"
+        )
+    if "query" in spec:
+        raise MappingError(
+            f"{where}: table {table!r}: a csv_folder source reads 'file', not 'query'"
+        )
+    delimiter = str(spec.get("delimiter", ","))
+    if len(delimiter) != 1:
+        raise MappingError(
+            f"{where}: table {table!r}: 'delimiter' must be one character, not {delimiter!r}"
+        )
+    encoding = str(spec.get("encoding", "utf-8"))
+    try:
+        "".encode(encoding)
+    except LookupError:
+        raise MappingError(f"{where}: table {table!r}: unknown 'encoding' {encoding!r}") from None
+    optional = spec.get("optional", False)
+    if not isinstance(optional, bool):
+        raise MappingError(f"{where}: table {table!r}: 'optional' must be true or false")
+    return {"file": file, "delimiter": delimiter, "encoding": encoding, "optional": optional}
+
+
+def _table_mapping(
+    where: str, table: str, spec: Any, null_tokens: tuple[str, ...], kind: str = "sql"
+) -> TableMapping:
     if table not in CANONICAL_TABLES:
         raise MappingError(
             f"{where}: unknown canonical table {table!r}; known: {sorted(CANONICAL_TABLES)}"
@@ -149,15 +187,27 @@ def _table_mapping(where: str, table: str, spec: Any, null_tokens: tuple[str, ..
         raise MappingError(
             f"{where}: table {table!r} mode must be 'full' or 'incremental', not {mode!r}"
         )
-    query = spec.get("query")
-    if not isinstance(query, str) or not query.strip():
-        raise MappingError(f"{where}: table {table!r} needs a 'query'")
-    watermark = tuple(spec.get("watermark", ()))
-    if mode == "incremental" and not watermark:
+    csv: dict[str, Any] = {}
+    if kind == "csv_folder":
+        # A nightly file is tonight's export: no query, no window to push down.
+        csv = _csv_options(where, table, spec)
+        query, watermark = "", tuple(spec.get("watermark", ()))
+    else:
+        bad = sorted(set(CSV_KEYS) & set(spec))
+        if bad:
+            raise MappingError(
+                f"{where}: table {table!r}: {bad} apply to 'kind: csv_folder' sources only"
+            )
+        raw_query = spec.get("query")
+        if not isinstance(raw_query, str) or not raw_query.strip():
+            raise MappingError(f"{where}: table {table!r} needs a 'query'")
+        query = raw_query
+        watermark = tuple(spec.get("watermark", ()))
+    if kind != "csv_folder" and mode == "incremental" and not watermark:
         raise MappingError(
             f"{where}: incremental table {table!r} needs 'watermark' (source timestamp columns)"
         )
-    if mode == "incremental" and "{window}" not in query:
+    if kind != "csv_folder" and mode == "incremental" and "{window}" not in query:
         raise MappingError(
             f"{where}: incremental table {table!r}: the query must contain {{window}}"
         )
@@ -178,7 +228,7 @@ def _table_mapping(where: str, table: str, spec: Any, null_tokens: tuple[str, ..
     key = NATURAL_KEYS[table]
     columns[key] = ColumnRule(**{**columns[key].__dict__, "required": True})
     return TableMapping(
-        table=table, mode=mode, query=query, watermark_columns=watermark, columns=columns
+        table=table, mode=mode, query=query, watermark_columns=watermark, columns=columns, **csv
     )
 
 
@@ -200,7 +250,14 @@ def load_mapping(path: Path) -> SourceMapping:
         )
     null_tokens = tuple(str(t) for t in doc.get("null_tokens", SourceMapping.null_tokens))
     where = f"{path.name}"
-    tables = {t: _table_mapping(where, t, spec, null_tokens) for t, spec in doc["tables"].items()}
+    kind = str(doc.get("kind", "sql"))
+    if kind not in SOURCE_KINDS:
+        raise MappingError(f"{where}: kind {kind!r} is not one of {SOURCE_KINDS}")
+    if not isinstance(doc["tables"], dict):
+        raise MappingError(f"{where}: 'tables' must map canonical tables to their specs")
+    tables = {
+        t: _table_mapping(where, t, spec, null_tokens, kind) for t, spec in doc["tables"].items()
+    }
     return SourceMapping(
         source=source,
         connection=str(doc["connection"]),
@@ -208,7 +265,7 @@ def load_mapping(path: Path) -> SourceMapping:
         path=path,
         tables=tables,
         null_tokens=null_tokens,
-        kind=str(doc.get("kind", "sql")),
+        kind=kind,
     )
 
 

@@ -1,0 +1,841 @@
+"""The docker-compose deployment, without a Docker engine.
+
+docker-compose.yaml is parsed and checked statically (services, volumes,
+variables, secrets, health checks, the GPU worker); the commands its services
+run are checked against the real ``airflow`` and ``nightcast`` parsers; and the
+scripts it runs (PostgreSQL init, airflow-init, the image entrypoint) are run
+natively against the local PostgreSQL/MariaDB servers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from nightcast.cli import build_parser
+from nightcast.config import airflow_uri_to_sqlalchemy
+from nightcast.env import embedded_defaults
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yaml"
+ENV_EXAMPLE = ROOT / ".env.example"
+DEPLOY = ROOT / "deploy"
+PG_INIT = DEPLOY / "postgres" / "initdb.d" / "10-nightcast.sh"
+AIRFLOW_INIT = DEPLOY / "airflow-init.sh"
+ENTRYPOINT = DEPLOY / "entrypoint.sh"
+IMAGE_APP_DIR = "/opt/nightcast"  # WORKDIR of the Dockerfile: where ROOT is copied to
+VENV_BIN = Path(sys.executable).parent
+
+SERVICES = {
+    "postgres",
+    "redis",
+    "mariadb-erp",
+    "airflow-init",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+    "airflow-worker-gpu",
+    "flower",
+}
+STATEFUL = {"postgres", "redis", "mariadb-erp"}
+LONG_RUNNING_AIRFLOW = {
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+    "airflow-worker-gpu",
+}
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|TOKEN|_KEY$")
+PLACEHOLDER = "change-me"
+
+# Compose interpolation: ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?err},
+# ${NAME?err}, ${NAME:+alt}; `$$` is a literal dollar.
+REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}")
+BARE_REF = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _strings(node: Any) -> Iterator[str]:
+    """Every string in a parsed YAML document (mapping keys included)."""
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _strings(key)
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _strings(item)
+
+
+def _refs(text: str) -> list[tuple[str, str, str]]:
+    """(name, operator, argument) of each interpolation in ``text``."""
+    return [(m[1], m[2] or "", m[3] or "") for m in REF.finditer(text.replace("$$", ""))]
+
+
+def _interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's interpolation, for the forms this file uses."""
+
+    def sub(m: re.Match[str]) -> str:
+        name, op, arg = m[1], m[2] or "", m[3] or ""
+        value = env.get(name)
+        if op in (":-", "-") and (value is None or (op == ":-" and value == "")):
+            return arg
+        if op in (":?", "?") and (value is None or (op == ":?" and value == "")):
+            raise KeyError(f"required variable {name} is missing a value: {arg}")
+        return value or ""
+
+    return "\x00".join(REF.sub(sub, part) for part in text.split("$$")).replace("\x00", "$")
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        assert sep and re.fullmatch(r"[A-Z][A-Z0-9_]*", key), f"{path.name}:{n}: not KEY=value"
+        assert key not in values, f"{path.name}:{n}: {key} is listed twice"
+        values[key] = value
+    return values
+
+
+def _argv(command: Any) -> list[str]:
+    return list(command) if isinstance(command, list) else shlex.split(command)
+
+
+def _healthcheck_argv(test: Any) -> list[str]:
+    test = _argv(test)
+    if test[0] == "CMD-SHELL":
+        return shlex.split(test[1])
+    return test[1:] if test[0] == "CMD" else test
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    doc = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(doc, dict)
+    return doc
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]
+
+
+@pytest.fixture(scope="module")
+def env_example() -> dict[str, str]:
+    return _read_env_file(ENV_EXAMPLE)
+
+
+@pytest.fixture(scope="module")
+def filled_env(env_example: dict[str, str]) -> dict[str, str]:
+    """.env.example with each placeholder secret replaced by a URL-safe value."""
+    return {
+        k: (f"{k.lower()}-{uuid.uuid4().hex[:12]}" if v == PLACEHOLDER else v)
+        for k, v in env_example.items()
+    }
+
+
+def _env(service: dict[str, Any], filled_env: dict[str, str]) -> dict[str, str]:
+    raw = service.get("environment") or {}
+    if isinstance(raw, list):
+        raw = dict(item.split("=", 1) for item in raw)
+    return {k: _interpolate(str(v), filled_env) for k, v in raw.items()}
+
+
+def _ours(service: dict[str, Any]) -> bool:
+    """Built from this repository's Dockerfile (the Airflow/Nightcast image)."""
+    return "build" in service
+
+
+# --------------------------------------------------------------------------- static checks
+
+
+def test_compose_file_shape(compose: dict[str, Any], services: dict[str, Any]) -> None:
+    assert "version" not in compose, "the Compose spec has no version key"
+    assert set(services) == SERVICES
+    allowed_top = {"name", "services", "volumes", "networks", "secrets", "configs"}
+    extra = {k for k in compose if not k.startswith("x-")} - allowed_top
+    assert not extra, f"unknown top-level keys: {extra}"
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_every_service_has_an_image_or_a_build(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    svc = services[name]
+    assert svc.get("image") or svc.get("build"), f"{name}: neither image nor build"
+    if _ours(svc):
+        build = svc["build"]
+        context = ROOT / (build if isinstance(build, str) else build.get("context", "."))
+        dockerfile = context / (
+            "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
+        )
+        assert dockerfile.is_file(), f"{name}: {dockerfile} is missing"
+    else:
+        # Third-party images are pinned to a major version at least.
+        assert re.fullmatch(r"[\w./-]+:\d[\w.-]*", svc["image"]), (
+            f"{name}: pin the image tag: {svc['image']!r}"
+        )
+
+
+def test_env_example_lists_exactly_the_variables_compose_reads(
+    compose: dict[str, Any], env_example: dict[str, str]
+) -> None:
+    used: set[str] = set()
+    for text in _strings(compose):
+        used |= {name for name, _, _ in _refs(text)}
+        bare = BARE_REF.findall(REF.sub("", text.replace("$$", "")))
+        assert not bare, f"use ${{NAME}} (or $$ for a literal dollar), not ${bare[0]}: {text!r}"
+    missing = used - set(env_example)
+    stale = set(env_example) - used
+    assert not missing, (
+        f"referenced by docker-compose.yaml but not in .env.example: {sorted(missing)}"
+    )
+    assert not stale, f"in .env.example but unused by docker-compose.yaml: {sorted(stale)}"
+
+
+def test_secrets_are_required_and_never_defaulted(
+    compose: dict[str, Any], env_example: dict[str, str]
+) -> None:
+    secrets = {k for k in env_example if SECRET_NAME.search(k)}
+    assert {"AIRFLOW_JWT_SECRET", "AIRFLOW_FERNET_KEY", "POSTGRES_PASSWORD"} <= secrets
+    seen: dict[str, set[str]] = {s: set() for s in secrets}
+    for text in _strings(compose):
+        for name, op, _ in _refs(text):
+            if name in secrets:
+                seen[name].add(op)
+        # No literal password in a connection URL: user:<password>@ must be a ${...}.
+        for m in re.finditer(r"://[^/\s:@]*:([^@\s]*)@", text):
+            assert m[1].startswith("${"), f"literal password in a URL: {text!r}"
+    for name, ops in seen.items():
+        assert ops, f"{name} is in .env.example but never used"
+        assert ops == {":?"}, f"{name} must always be ${{{name}:?...}} (no default), got {ops}"
+        assert env_example[name] == PLACEHOLDER, f".env.example must not carry a real {name}"
+    # Non-secret values in .env.example are the same defaults the compose file uses.
+    for text in _strings(compose):
+        for name, op, arg in _refs(text):
+            if op == ":-":
+                assert env_example[name] == arg, (
+                    f".env.example says {name}={env_example[name]!r}, compose defaults to {arg!r}"
+                )
+
+
+def test_named_volumes_are_declared_and_used(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    declared = set(compose.get("volumes") or {})
+    used: set[str] = set()
+    for name, svc in services.items():
+        for vol in svc.get("volumes") or []:
+            source = vol.split(":", 1)[0] if isinstance(vol, str) else vol.get("source", "")
+            if source.startswith((".", "/", "~")):
+                assert (ROOT / source).exists(), f"{name}: bind mount {source} does not exist"
+                continue
+            assert source in declared, f"{name}: volume {source!r} is not declared"
+            used.add(source)
+    assert declared == used, f"declared but unused volumes: {declared - used}"
+    assert {"postgres-data", "mariadb-data", "nightcast-data"} <= declared
+    data_dir = services["airflow-worker"]["environment"]["NIGHTCAST_DATA_DIR"]
+    for worker in ("airflow-worker", "airflow-worker-gpu"):
+        assert f"nightcast-data:{data_dir}" in services[worker]["volumes"]
+
+
+def test_depends_on_targets_exist_with_valid_conditions(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    conditions = {"service_started", "service_healthy", "service_completed_successfully"}
+    for name, svc in services.items():
+        deps = svc.get("depends_on") or {}
+        for target, spec in deps.items() if isinstance(deps, dict) else []:
+            assert target in services, f"{name} depends on unknown service {target!r}"
+            assert target != name
+            assert spec["condition"] in conditions
+            if spec["condition"] == "service_healthy":
+                assert "healthcheck" in services[target], f"{target} has no healthcheck"
+            if spec["condition"] == "service_completed_successfully":
+                assert services[target].get("restart") == "no", f"{target} must be one-shot"
+            assert not services[target].get("profiles"), (
+                f"{name} depends on {target}, which only runs in a profile"
+            )
+    for name in SERVICES - STATEFUL - {"airflow-init"}:
+        deps = services[name]["depends_on"]
+        assert deps["airflow-init"]["condition"] == "service_completed_successfully", name
+        assert deps["postgres"]["condition"] == "service_healthy", name
+
+
+@pytest.mark.parametrize("name", sorted(STATEFUL | LONG_RUNNING_AIRFLOW))
+def test_healthchecks(services: dict[str, dict[str, Any]], name: str) -> None:
+    check = services[name].get("healthcheck")
+    assert check and check.get("test"), f"{name} has no healthcheck"
+    assert _argv(check["test"])[0] in ("CMD", "CMD-SHELL")
+
+
+def test_gpu_worker_reserves_an_nvidia_gpu_for_the_forecasting_queue(
+    services: dict[str, dict[str, Any]], filled_env: dict[str, str]
+) -> None:
+    gpu = services["airflow-worker-gpu"]
+    assert gpu["profiles"] == ["gpu"]
+    devices = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert any(
+        d["driver"] == "nvidia"
+        and "gpu" in d["capabilities"]
+        and (d.get("count") == "all" or (isinstance(d.get("count"), int) and d["count"] >= 1))
+        for d in devices
+    ), devices
+    argv = [_interpolate(a, filled_env) for a in _argv(gpu["command"])]
+    assert argv[:3] == ["airflow", "celery", "worker"]
+    assert argv[argv.index("--queues") + 1].split(",") == ["forecasting"]
+    # Without the gpu profile, the CPU workers still serve the forecasting queue by default.
+    cpu = [_interpolate(a, filled_env) for a in _argv(services["airflow-worker"]["command"])]
+    assert "forecasting" in cpu[cpu.index("--queues") + 1].split(",")
+    assert services["flower"]["profiles"] == ["flower"]
+
+
+def test_airflow_components_share_one_configuration(
+    services: dict[str, dict[str, Any]], filled_env: dict[str, str]
+) -> None:
+    airflow = {n: _env(s, filled_env) for n, s in services.items() if _ours(s)}
+    base = airflow["airflow-scheduler"]
+    for name, env in airflow.items():
+        for key, value in base.items():
+            assert env.get(key) == value, f"{name}: {key} differs from the scheduler's"
+    # Nothing falls back to the laptop defaults `nightcast` fills in for unset variables.
+    missing = set(embedded_defaults()) - set(base)
+    assert not missing, f"set these explicitly for the containers: {sorted(missing)}"
+    assert base["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    api = urlsplit(base["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"])
+    assert api.hostname == "airflow-apiserver" and api.path == "/execution/"
+    api_cmd = _argv(services["airflow-apiserver"]["command"])
+    assert api_cmd[api_cmd.index("--port") + 1] == str(api.port)
+    assert services["airflow-apiserver"]["ports"][0].rsplit(":", 1)[-1] == str(api.port)
+    for key in ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__CORE__FERNET_KEY"):
+        assert base[key], key
+    # The UI password reaches the api-server only.
+    assert "AIRFLOW_ADMIN_PASSWORD" in airflow["airflow-apiserver"]
+    assert all(
+        "AIRFLOW_ADMIN_PASSWORD" not in e for n, e in airflow.items() if n != "airflow-apiserver"
+    )
+
+
+def test_connection_urls_match_the_servers_they_point_at(
+    services: dict[str, dict[str, Any]], filled_env: dict[str, str]
+) -> None:
+    import sqlalchemy as sa
+
+    env = _env(services["airflow-scheduler"], filled_env)
+    pg = _env(services["postgres"], filled_env)
+    maria = _env(services["mariadb-erp"], filled_env)
+
+    meta = sa.engine.make_url(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    result = sa.engine.make_url(env["AIRFLOW__CELERY__RESULT_BACKEND"].removeprefix("db+"))
+    meta_async = sa.engine.make_url(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"])
+    assert meta_async.drivername == "postgresql+psycopg"  # asyncpg is not installed
+    for url in (meta, meta_async, result):
+        assert (url.host, url.port) == ("postgres", 5432)
+        assert (url.username, url.password, url.database) == (
+            pg["AIRFLOW_DB_USER"],
+            pg["AIRFLOW_DB_PASSWORD"],
+            pg["AIRFLOW_DB_NAME"],
+        )
+    wh = sa.engine.make_url(env["NIGHTCAST_WAREHOUSE_URL"])
+    assert wh.drivername == "postgresql+psycopg" and wh.host == "postgres"
+    assert (wh.username, wh.password, wh.database) == (
+        pg["NIGHTCAST_WAREHOUSE_USER"],
+        pg["NIGHTCAST_WAREHOUSE_PASSWORD"],
+        pg["NIGHTCAST_WAREHOUSE_DB"],
+    )
+    assert env["NIGHTCAST_DBT_TARGET"] == "postgres"
+    assert (env["NIGHTCAST_PG_HOST"], env["NIGHTCAST_PG_PORT"]) == ("postgres", "5432")
+    assert (env["NIGHTCAST_PG_USER"], env["NIGHTCAST_PG_PASSWORD"], env["NIGHTCAST_PG_DBNAME"]) == (
+        wh.username,
+        wh.password,
+        wh.database,
+    )
+    # Every env_var() the dbt profile requires (no default) is set.
+    profiles = (ROOT / "dbt_project" / "profiles.yml").read_text()
+    postgres_profile = profiles.split("postgres:", 1)[1]
+    required = set(re.findall(r"env_var\('([A-Z0-9_]+)'\)", postgres_profile))
+    assert required and required <= set(env), required - set(env)
+
+    erp = sa.engine.make_url(airflow_uri_to_sqlalchemy(env["AIRFLOW_CONN_NIGHTCAST_DEMO_ERP"]))
+    assert erp.drivername == "mysql+pymysql" and (erp.host, erp.port) == ("mariadb-erp", 3306)
+    assert (erp.username, erp.password, erp.database) == (
+        maria["MARIADB_USER"],
+        maria["MARIADB_PASSWORD"],
+        maria["MARIADB_DATABASE"],
+    )
+    broker = urlsplit(env["AIRFLOW__CELERY__BROKER_URL"])
+    assert broker.scheme == "redis" and broker.hostname == "redis"
+    assert broker.password == _env(services["redis"], filled_env)["REDIS_PASSWORD"]
+
+
+def test_dockerfile_builds_what_the_compose_file_runs() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim", text, re.M)
+    assert "--compile-bytecode" in text and "-r requirements.txt" in text
+    assert re.search(r"^USER (?!root)\w+", text, re.M), "the image must run as a non-root user"
+    for folder in ("dags", "plugins", "include", "dbt_project", "expectations", "deploy"):
+        assert re.search(rf"^COPY {folder}/ ", text, re.M), f"Dockerfile does not copy {folder}/"
+        assert (ROOT / folder).is_dir()
+    assert f"WORKDIR {IMAGE_APP_DIR}" in text
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".venv", "data", ".env", ".git"} <= set(ignored)
+
+
+# --------------------------------------------------------------------------- the commands
+
+
+def _service_commands(
+    services: dict[str, dict[str, Any]], filled_env: dict[str, str]
+) -> dict[str, list[list[str]]]:
+    """argv lists each of our services runs: its command and its healthcheck."""
+    out: dict[str, list[list[str]]] = {}
+    for name, svc in services.items():
+        if not _ours(svc):
+            continue
+        cmds = [[_interpolate(a, filled_env) for a in _argv(svc["command"])]]
+        if "healthcheck" in svc:
+            cmds.append(_healthcheck_argv(svc["healthcheck"]["test"]))
+        out[name] = cmds
+    return out
+
+
+_AIRFLOW_PARSE = textwrap.dedent(
+    """
+    import contextlib, importlib.util, io, json, sys
+    from airflow.cli import cli_parser
+    parser = cli_parser.get_parser()
+    result = {"celery": importlib.util.find_spec("airflow.providers.celery") is not None, "errors": {}}
+    for argv in json.loads(sys.argv[1]):
+        err = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(err):
+                parser.parse_args(argv)
+        except SystemExit as exc:
+            if exc.code:
+                result["errors"][" ".join(argv)] = err.getvalue().strip().splitlines()[-1:]
+    print(json.dumps(result))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def airflow_cli(services: dict[str, dict[str, Any]], filled_env: dict[str, str]) -> dict[str, Any]:
+    """Parse every `airflow ...` argv of the compose file with Airflow's own CLI parser (one process)."""
+    argvs = [
+        [a.replace("$HOSTNAME", "host").replace("${HOSTNAME}", "host") for a in argv[1:]]
+        for cmds in _service_commands(services, filled_env).values()
+        for argv in cmds
+        if argv[0] == "airflow"
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-c", _AIRFLOW_PARSE, json.dumps(argvs)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES - STATEFUL))
+def test_service_commands_are_real_cli_commands(
+    services: dict[str, dict[str, Any]],
+    filled_env: dict[str, str],
+    airflow_cli: dict[str, Any],
+    name: str,
+) -> None:
+    for argv in _service_commands(services, filled_env)[name]:
+        if argv[0] == "airflow":
+            if argv[1] == "celery" and not airflow_cli["celery"]:
+                pytest.skip(
+                    "apache-airflow-providers-celery is not installed in this environment, "
+                    f"so `airflow {' '.join(argv[1:3])}` cannot be checked (CeleryExecutor needs it)"
+                )
+            assert " ".join(argv[1:]) not in airflow_cli["errors"], (
+                f"{name}: `{' '.join(argv)}` is not a valid airflow command: "
+                f"{airflow_cli['errors'][' '.join(argv[1:])]}"
+            )
+        elif argv[0] == "nightcast":
+            build_parser().parse_args(argv[1:])
+        elif argv[0] == "bash":
+            script = Path(argv[1])
+            assert script.is_relative_to(IMAGE_APP_DIR), f"{name}: {script} is not in the image"
+            local = ROOT / script.relative_to(IMAGE_APP_DIR)
+            assert local.is_file(), f"{name}: {local} is missing"
+            # The nightcast commands the script runs exist.
+            for line in local.read_text().splitlines():
+                m = re.match(r"\s*nightcast ([\w-]+)", line)
+                if m:
+                    build_parser().parse_args([m[1], *(["init"] if m[1] == "demo-erp" else [])])
+        elif argv[0] == "python":
+            assert argv[1] == "-c"
+            compile(argv[2], f"<{name} healthcheck>", "exec")
+        elif argv[0] == "celery":
+            assert "airflow.providers.celery.executors.celery_executor.app" in argv
+        else:
+            pytest.fail(f"{name}: unexpected command {argv}")
+
+
+def test_airflow_cli_has_the_component_commands(airflow_cli: dict[str, Any]) -> None:
+    # `airflow --help` once, natively: the long-running components exist in this Airflow.
+    proc = subprocess.run(
+        [str(VENV_BIN / "airflow"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    for sub in ("api-server", "scheduler", "dag-processor", "triggerer", "db", "pools", "jobs"):
+        assert re.search(rf"^\s+{sub}\s", proc.stdout, re.M), f"airflow {sub} is missing"
+    assert ("celery" in proc.stdout.split()) == airflow_cli["celery"]
+
+
+def test_compose_file_matches_the_compose_spec_schema(
+    compose: dict[str, Any], filled_env: dict[str, str]
+) -> None:
+    """The official Compose-spec JSON schema, as vendored by check-jsonschema (if installed)."""
+    pytest.importorskip(
+        "check_jsonschema",
+        reason="check-jsonschema (which vendors the compose-spec schema) is not installed",
+    )
+    import importlib.resources
+
+    import jsonschema
+
+    schema = json.loads(
+        importlib.resources.files("check_jsonschema.builtin_schemas.vendor")
+        .joinpath("compose-spec.json")
+        .read_text()
+    )
+    validator = jsonschema.Draft7Validator(schema)
+    lines = COMPOSE.read_text().splitlines()
+    interpolated = yaml.safe_load(
+        "\n".join(
+            ln if ln.lstrip().startswith("#") else _interpolate(ln, filled_env) for ln in lines
+        )
+    )
+    for doc in (compose, interpolated):
+        errors = [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(doc)]
+        assert not errors, errors
+
+
+def test_docker_compose_config_accepts_the_file(filled_env: dict[str, str], tmp_path: Path) -> None:
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("no docker CLI")
+    version = subprocess.run(
+        [docker, "compose", "version"], capture_output=True, text=True, timeout=30, check=False
+    )
+    if version.returncode != 0:
+        pytest.skip(
+            "the docker CLI has no compose plugin here: "
+            + (version.stderr or version.stdout).strip().splitlines()[0]
+        )
+    env_file = tmp_path / "filled.env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in filled_env.items()))
+    clean_env = {k: v for k, v in os.environ.items() if k not in filled_env}
+
+    def config(env_path: Path, *profiles: str) -> subprocess.CompletedProcess[str]:
+        cmd = [docker, "compose", "--project-directory", str(ROOT), "-f", str(COMPOSE)]
+        cmd += ["--env-file", str(env_path)]
+        for p in profiles:
+            cmd += ["--profile", p]
+        return subprocess.run(
+            [*cmd, "config", "--quiet"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=clean_env,
+            check=False,
+        )
+
+    for profiles in ((), ("gpu", "flower")):
+        proc = config(env_file, *profiles)
+        assert proc.returncode == 0, proc.stderr
+    # A missing secret stops compose, naming it.
+    partial = tmp_path / "partial.env"
+    partial.write_text(
+        "".join(f"{k}={v}\n" for k, v in filled_env.items() if k != "AIRFLOW_JWT_SECRET")
+    )
+    proc = config(partial)
+    assert proc.returncode != 0 and "AIRFLOW_JWT_SECRET" in proc.stderr
+
+
+# --------------------------------------------------------------------------- native runs
+
+
+def _unavailable(what: str, err: object) -> None:
+    msg = f"{what} is not available ({str(err).strip().splitlines()[0] if str(err).strip() else err!r})"
+    if os.environ.get("CI"):
+        pytest.fail(f"{msg}; CI must run against it (.ci/run starts it)")
+    pytest.skip(msg)
+
+
+PG_ADMIN = os.environ.get("NIGHTCAST_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="module")
+def pg_init(
+    services: dict[str, dict[str, Any]], filled_env: dict[str, str]
+) -> Iterator[dict[str, str]]:
+    """Run deploy/postgres/initdb.d/10-nightcast.sh with throwaway names; drop them afterwards."""
+    import psycopg
+
+    if shutil.which("psql") is None:
+        _unavailable("psql", "not on PATH")
+    try:
+        psycopg.connect(PG_ADMIN, connect_timeout=5).close()
+    except psycopg.OperationalError as err:
+        _unavailable("PostgreSQL", err)
+    admin = urlsplit(PG_ADMIN)
+    tag = f"nc_deploy_{uuid.uuid4().hex[:8]}"
+    names = {
+        # The variable names the compose file gives the postgres service, throwaway values.
+        **{
+            k: v
+            for k, v in _env(services["postgres"], filled_env).items()
+            if k.startswith(("AIRFLOW_DB_", "NIGHTCAST_"))
+        },
+        "AIRFLOW_DB_NAME": f"{tag}_airflow",
+        "AIRFLOW_DB_USER": f"{tag}_airflow_u",
+        "NIGHTCAST_WAREHOUSE_DB": f"{tag}_wh",
+        "NIGHTCAST_WAREHOUSE_USER": f"{tag}_wh_u",
+        "NIGHTCAST_BI_USER": f"{tag}_bi",
+        "NIGHTCAST_BI_PASSWORD": 'it\'s "quoted"',  # passed as a psql literal, not spliced
+    }
+    env = {
+        **os.environ,
+        **names,
+        "PGHOST": admin.hostname or "127.0.0.1",
+        "PGPORT": str(admin.port or 5432),
+        "POSTGRES_USER": admin.username or "postgres",
+        "POSTGRES_DB": admin.path.lstrip("/") or "postgres",
+    }
+    if admin.password:
+        env["PGPASSWORD"] = admin.password
+    try:
+        proc = subprocess.run(
+            ["bash", str(PG_INIT)], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert proc.returncode == 0, proc.stderr
+        yield names
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            for db in (names["AIRFLOW_DB_NAME"], names["NIGHTCAST_WAREHOUSE_DB"]):
+                conn.execute(f'drop database if exists "{db}" with (force)')
+            for role in ("AIRFLOW_DB_USER", "NIGHTCAST_WAREHOUSE_USER", "NIGHTCAST_BI_USER"):
+                conn.execute(f'drop role if exists "{names[role]}"')
+
+
+def _pg_url(dbname: str) -> str:
+    admin = urlsplit(PG_ADMIN)
+    return admin._replace(path=f"/{dbname}").geturl()
+
+
+def test_postgres_init_script_creates_the_databases_and_roles(pg_init: dict[str, str]) -> None:
+    import psycopg
+
+    n = pg_init
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        owners = dict(
+            conn.execute(
+                "select datname, pg_get_userbyid(datdba) from pg_database where datname = any(%s)",
+                [[n["AIRFLOW_DB_NAME"], n["NIGHTCAST_WAREHOUSE_DB"]]],
+            ).fetchall()
+        )
+        assert owners == {
+            n["AIRFLOW_DB_NAME"]: n["AIRFLOW_DB_USER"],
+            n["NIGHTCAST_WAREHOUSE_DB"]: n["NIGHTCAST_WAREHOUSE_USER"],
+        }
+        roles = dict(
+            conn.execute(
+                "select rolname, rolcanlogin and not rolsuper from pg_roles where rolname = any(%s)",
+                [[n["AIRFLOW_DB_USER"], n["NIGHTCAST_WAREHOUSE_USER"], n["NIGHTCAST_BI_USER"]]],
+            ).fetchall()
+        )
+        assert roles == dict.fromkeys(
+            (n["AIRFLOW_DB_USER"], n["NIGHTCAST_WAREHOUSE_USER"], n["NIGHTCAST_BI_USER"]), True
+        )
+        (bi_can_use_airflow_db,) = conn.execute(
+            "select has_database_privilege(%s, %s, 'CONNECT')",
+            [n["NIGHTCAST_BI_USER"], n["AIRFLOW_DB_NAME"]],
+        ).fetchone() or (None,)
+        assert bi_can_use_airflow_db is False
+
+    # The warehouse role builds marts later (dbt); BI then reads them, and only reads.
+    with psycopg.connect(_pg_url(n["NIGHTCAST_WAREHOUSE_DB"]), autocommit=True) as conn:
+        conn.execute(f'set role "{n["NIGHTCAST_WAREHOUSE_USER"]}"')
+        conn.execute("create schema ops")
+        conn.execute("create table ops.secret_stuff as select 1 as x")
+        conn.execute("create table marts.forecast_latest as select 42 as p50")
+        conn.execute(f'set role "{n["NIGHTCAST_BI_USER"]}"')
+        assert conn.execute("select p50 from marts.forecast_latest").fetchone() == (42,)
+        for sql in ("create table marts.mine (x int)", "select * from ops.secret_stuff"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(sql)
+        conn.execute("reset role")
+
+
+def _mariadb_erp_url() -> Iterator[tuple[str, str]]:
+    """(Airflow URI, SQLAlchemy URL) of a throwaway demo-ERP database on the local MariaDB."""
+    import sqlalchemy as sa
+
+    db = f"nc_deploy_erp_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine("mysql+pymysql://root@127.0.0.1:3306/", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"create database {db}"))
+    except sa.exc.OperationalError as err:
+        admin.dispose()
+        _unavailable("MariaDB", err)
+    try:
+        yield (f"mysql://root@127.0.0.1:3306/{db}", f"mysql+pymysql://root@127.0.0.1:3306/{db}")
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"drop database if exists {db}"))
+        admin.dispose()
+
+
+@pytest.fixture
+def mariadb_erp() -> Iterator[tuple[str, str]]:
+    yield from _mariadb_erp_url()
+
+
+def test_airflow_init_migrates_creates_pools_and_seeds_the_erp_once(
+    pg_init: dict[str, str],
+    mariadb_erp: tuple[str, str],
+    services: dict[str, dict[str, Any]],
+    filled_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """The airflow-init service's script, natively: Postgres metadata DB as in compose, MariaDB ERP."""
+    import psycopg
+
+    from nightcast.demo_erp import last_simulated_day
+
+    n = pg_init
+    erp_uri, erp_url = mariadb_erp
+    compose_env = _env(services["airflow-init"], filled_env)
+    admin = urlsplit(PG_ADMIN)
+    meta = f"postgresql+psycopg2://{n['AIRFLOW_DB_USER']}:{n['AIRFLOW_DB_PASSWORD']}@{admin.hostname}:{admin.port or 5432}/{n['AIRFLOW_DB_NAME']}"
+    env = {
+        **os.environ,
+        # The compose file's variable names; local paths, servers and a tiny demo.
+        **{
+            k: compose_env[k]
+            for k in (
+                "AIRFLOW__CORE__FERNET_KEY",
+                "AIRFLOW__API_AUTH__JWT_SECRET",
+                "AIRFLOW__CORE__LOAD_EXAMPLES",
+            )
+        },
+        "AIRFLOW_HOME": str(tmp_path / "airflow_home"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": meta,
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": meta.replace("+psycopg2://", "+psycopg://"),
+        "AIRFLOW_CONN_NIGHTCAST_DEMO_ERP": erp_uri,
+        "NIGHTCAST_DATA_DIR": str(tmp_path / "data"),
+        "NIGHTCAST_SEED_DEMO_ERP": compose_env["NIGHTCAST_SEED_DEMO_ERP"],
+        "NIGHTCAST_DEMO_SIZE": "tiny",
+        "NIGHTCAST_DEMO_START": "2025-11-01",
+        "NIGHTCAST_DEMO_END": "2025-11-07",
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+
+    def run() -> str:
+        proc = subprocess.run(
+            ["bash", str(AIRFLOW_INIT)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+        return proc.stdout + proc.stderr
+
+    run()
+    assert last_simulated_day(erp_url) == date(2025, 11, 7)
+    with psycopg.connect(_pg_url(n["AIRFLOW_DB_NAME"])) as conn:
+        pools = {r[0] for r in conn.execute("select pool from slot_pool").fetchall()}
+    assert "erp_demo" in pools
+    # Rerun (a `docker compose up` after a restart): migrates again, leaves the ERP alone.
+    out = run()
+    assert "already seeded" in out
+    assert last_simulated_day(erp_url) == date(2025, 11, 7)
+
+    # The placeholder secrets of .env.example are refused, naming the variable.
+    env["AIRFLOW__API_AUTH__JWT_SECRET"] = PLACEHOLDER
+    proc = subprocess.run(
+        ["bash", str(AIRFLOW_INIT)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode != 0 and "AIRFLOW__API_AUTH__JWT_SECRET" in proc.stderr
+
+
+def test_entrypoint_writes_the_ui_login_and_execs_the_command(
+    services: dict[str, dict[str, Any]], filled_env: dict[str, str], tmp_path: Path
+) -> None:
+    api = _env(services["airflow-apiserver"], filled_env)
+    pw_file = tmp_path / "home" / "passwords.json"
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(tmp_path / "home"),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(pw_file),
+        "AIRFLOW_ADMIN_USER": api["AIRFLOW_ADMIN_USER"],
+        "AIRFLOW_ADMIN_PASSWORD": api["AIRFLOW_ADMIN_PASSWORD"],
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    proc = subprocess.run(
+        ["bash", str(ENTRYPOINT), "sh", "-c", "exit 7"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 7, proc.stderr  # the command's own exit status
+    assert json.loads(pw_file.read_text()) == {
+        api["AIRFLOW_ADMIN_USER"]: api["AIRFLOW_ADMIN_PASSWORD"]
+    }
+    assert pw_file.stat().st_mode & 0o077 == 0
+    # The same user/role the simple auth manager is configured with.
+    users = api["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"]
+    assert users == f"{api['AIRFLOW_ADMIN_USER']}:admin"
+    assert api["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"].startswith(
+        _env(services["airflow-apiserver"], filled_env)["AIRFLOW_HOME"]
+    )
+    # Other services get no password, so the entrypoint leaves the file alone.
+    pw_file.unlink()
+    env.pop("AIRFLOW_ADMIN_PASSWORD")
+    subprocess.run(["bash", str(ENTRYPOINT), "true"], env=env, check=True, timeout=60)
+    assert not pw_file.exists()
