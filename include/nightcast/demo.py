@@ -184,12 +184,14 @@ def airflow_standalone() -> int:
 
     airflow_setup()
     home = Path(os.environ["AIRFLOW_HOME"])
+    # A known password file, so the login can be printed (Airflow's default is AIRFLOW_HOME/…generated).
     pw_file = Path(
-        os.environ.get(
+        os.environ.setdefault(
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE",
-            home / "simple_auth_manager_passwords.json",
+            str(home / "simple_auth_manager_passwords.json"),
         )
     )
+    pw_file.parent.mkdir(parents=True, exist_ok=True)
     if not pw_file.exists():
         pw_file.write_text(json.dumps({"admin": secrets.token_urlsafe(12)}))
     password = json.loads(pw_file.read_text()).get("admin", "?")

@@ -28,9 +28,6 @@ def embedded_defaults(root: Path = PROJECT_ROOT) -> dict[str, str]:
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "60",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(
-            home / "simple_auth_manager_passwords.json"
-        ),
         "AIRFLOW_CONN_NIGHTCAST_DEMO_ERP": f"sqlite:///{data / 'demo_erp.sqlite'}",
         "NIGHTCAST_DATA_DIR": str(data),
         "NIGHTCAST_WAREHOUSE_PATH": str(data / "warehouse.duckdb"),
