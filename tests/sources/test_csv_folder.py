@@ -178,3 +178,30 @@ def test_csv_keys_are_rejected_on_a_sql_source(tmp_path: Path) -> None:
     )
     with pytest.raises(MappingError, match="csv_folder"):
         load_mapping(path)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("quote: ';'", "'quote' must be one character other than the delimiter"),
+        ("escape: ab", "'escape' must be one character"),
+    ],
+)
+def test_quote_and_escape_are_validated(tmp_path: Path, option: str, message: str) -> None:
+    text = YAML.format(file="stores.csv", delimiter=";", encoding="cp1252", optional="false")
+    path = tmp_path / "legacy.yaml"
+    path.write_text(text.replace("optional: false", f"optional: false\n    {option}"))
+    with pytest.raises(MappingError, match=message) as err:
+        load_mapping(path)
+    assert "legacy.yaml" in str(err.value) and "'locations'" in str(err.value)
+
+
+def test_undecodable_bytes_name_the_file_byte_offset_and_line(tmp_path: Path) -> None:
+    mapping = _mapping(tmp_path, encoding="utf-8")
+    data = b"Code;Name;Land;Changed\n1;Bonn;DE;\n" + b"2;K\xf6ln;DE;\n"
+    folder = _drop(tmp_path, "stores.csv", data)
+    with pytest.raises(ValueError, match="bad_encoding") as err:
+        land_csv_table(folder, mapping, mapping.tables["locations"], RUN, WINDOW, tmp_path / "l")
+    msg = str(err.value)
+    assert "stores.csv" in msg and "byte offset 37 (line 3)" in msg and "b'\\xf6'" in msg
+    assert "'locations'" in msg and "legacy.yaml" in msg

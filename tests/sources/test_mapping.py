@@ -251,3 +251,73 @@ def test_source_pools(tmp_path: Path) -> None:
 
 def test_source_pools_of_the_shipped_folder() -> None:
     assert ("demo", "erp_demo") in source_pools(DEMO_YAML.parent)
+
+
+# --- parsing keys (decimal, thousands, currency, formats, excel_serial, timezone, ...) -----
+
+
+@pytest.mark.parametrize(
+    ("column", "spec", "message"),
+    [
+        ("launch_date", {"from": "x", "type": "date", "decimal": ","}, "'decimal' applies to"),
+        ("list_price", {"from": "x", "type": "float", "formats": ["%d"]}, "'formats' applies"),
+        ("list_price", {"from": "x", "type": "float", "decimal": ";"}, "'decimal' must be"),
+        (
+            "list_price",
+            {"from": "x", "type": "float", "decimal": ",", "thousands": ","},
+            "'thousands' must be",
+        ),
+        ("list_price", {"from": "x", "type": "float", "currency": "yes"}, "'currency' must be"),
+        ("launch_date", {"from": "x", "type": "date", "formats": "%d/%m/%Y"}, "a list of"),
+        (
+            "launch_date",
+            {"from": "x", "type": "date", "format": "%d", "formats": ["%d"]},
+            "not both",
+        ),
+        ("launch_date", {"from": "x", "type": "date", "timezone": "UTC"}, "timestamp columns"),
+        ("updated_at", {"from": "x", "type": "timestamp", "timezone": "Mars/Base"}, "IANA"),
+        ("name", {"from": "x", "normalize": "NFX"}, "'normalize' must be"),
+        ("name", {"from": "x", "trim": "no"}, "'trim' must be"),
+    ],
+)
+def test_parsing_keys_are_validated_naming_file_table_column_and_key(
+    tmp_path: Path, column: str, spec: dict[str, Any], message: str
+) -> None:
+    doc = _demo_doc()
+    doc["tables"]["items"]["columns"][column] = spec
+    msg = _error(tmp_path, doc)
+    assert message in msg
+    assert "acme.yaml" in msg and "'items'" in msg and f"'{column}'" in msg
+
+
+def test_parsing_keys_and_source_level_defaults_are_loaded(tmp_path: Path) -> None:
+    doc = _demo_doc()
+    doc.update(decimal=",", timezone="Europe/Berlin", normalize="nfkc")
+    cols = doc["tables"]["items"]["columns"]
+    cols["list_price"] = {"from": "p", "type": "float", "currency": True}
+    cols["launch_date"] = {
+        "from": "d",
+        "type": "date",
+        "formats": ["%d/%m/%Y", "%d.%m.%Y"],
+        "excel_serial": True,
+    }
+    cols["discontinue_date"] = {"from": "d2", "type": "date", "format": "%d/%m/%Y"}
+    cols["name"] = {"from": "n", "trim": False}
+    items = load_mapping(_write(tmp_path, doc)).tables["items"].columns
+
+    price = items["list_price"]
+    assert (price.decimal, price.thousands, price.currency) == (",", ".", True)
+    assert items["launch_date"].formats == ("%d/%m/%Y", "%d.%m.%Y")
+    assert items["launch_date"].excel_serial
+    assert items["discontinue_date"].formats == ("%d/%m/%Y",)  # 'format' still works
+    assert items["updated_at"].timezone == "Europe/Berlin"  # source default, timestamps only
+    assert items["launch_date"].timezone is None
+    assert items["name"].normalize == "NFKC" and not items["name"].trim
+    assert items["sku"].trim and items["sku"].decimal == "."  # strings keep the defaults
+
+
+def test_a_bad_source_level_timezone_names_the_file(tmp_path: Path) -> None:
+    doc = _demo_doc()
+    doc["timezone"] = "Nowhere/Land"
+    msg = _error(tmp_path, doc)
+    assert "acme.yaml" in msg and "Nowhere/Land" in msg

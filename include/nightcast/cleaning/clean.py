@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from nightcast.cleaning.parsers import flag_bad_encoding, parse_date, parse_number, parse_timestamp
 from nightcast.sources.mapping import ColumnRule, TableMapping
 
 log = logging.getLogger("nightcast.cleaning")
@@ -52,48 +54,65 @@ class CleanResult:
         return int(self.quarantine["row_number"].nunique()) if len(self.quarantine) else 0
 
 
-def _parse(rule: ColumnRule, raw: pd.Series, source: str) -> tuple[pd.Series, pd.Series]:
+def _prepare(rule: ColumnRule, raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Normalise, trim and null-token one column; returns (text, bad_encoding mask)."""
+    text = raw.astype("string")
+    if rule.normalize:
+        # NFKC folds full-width digits and no-break spaces that Excel-made exports carry.
+        text = text.str.normalize(rule.normalize)
+    bad_encoding = flag_bad_encoding(text)
+    stripped = text.str.strip()
+    if rule.trim:
+        text = stripped
+    # Null tokens match after trimming either way: ' NULL ' is still a null.
+    return text.mask(stripped.isin(rule.null_tokens)), bad_encoding
+
+
+def _parse(
+    rule: ColumnRule, raw: pd.Series, source: str, timezone: str = "UTC"
+) -> tuple[pd.Series, pd.Series]:
     """Parse one column; returns (values, reason per row or None)."""
     reasons = pd.Series(None, index=raw.index, dtype="object")
-    text = raw.astype("string").str.strip()
-    text = text.mask(text.isin(rule.null_tokens))
+    text, bad_encoding = _prepare(rule, raw)
+    reasons[bad_encoding] = "bad_encoding"
     if rule.values is not None:
         mapped = text.map(rule.values)
         unknown = text.notna() & mapped.isna()
-        reasons[unknown] = "unknown_value"
+        reasons[unknown & reasons.isna()] = "unknown_value"
         text = mapped.astype("string")
     if rule.default is not None:
         text = text.fillna(str(rule.default))
-    present = text.notna()
     values: pd.Series
+    parsed_reasons: pd.Series | None = None
     if rule.type == "id":
         values = (source + ":" + text).astype("string")
     elif rule.type == "string":
         values = text
     elif rule.type in ("float", "int"):
-        values = pd.to_numeric(text, errors="coerce")
-        bad = present & values.isna()
+        values, parsed_reasons = parse_number(text, rule.decimal, rule.thousands, rule.currency)
         if rule.type == "int":
-            bad |= present & values.notna() & (values != np.floor(values))
-        reasons[bad & reasons.isna()] = "not_a_number" if rule.type == "float" else "not_an_integer"
-        if rule.type == "float":
-            values = values.astype("float64") * (rule.scale if rule.scale is not None else 1.0)
-        else:
-            values = values.astype("Int64", errors="ignore")
-    else:  # date / timestamp
-        fmt = rule.format or "ISO8601"
-        # utc=True: a mix of naive and offset stamps would otherwise raise "Mixed
-        # timezones"; offsets are converted to UTC, naive values kept as written.
-        values = pd.to_datetime(text, format=fmt, errors="coerce", utc=True).dt.tz_localize(None)
-        bad = present & values.isna()
-        reasons[bad & reasons.isna()] = (
-            "unparseable_date" if rule.type == "date" else "unparseable_timestamp"
+            fraction = values.notna() & (values != np.floor(values))
+            parsed_reasons = parsed_reasons.mask(fraction & parsed_reasons.isna(), "not_an_integer")
+            values = values.where(~fraction).astype("Int64")
+        elif rule.scale is not None:
+            values = values * rule.scale
+    elif rule.type == "date":
+        values, parsed_reasons = parse_date(text, rule.formats, rule.excel_serial, timezone)
+    else:
+        values, parsed_reasons = parse_timestamp(
+            text, rule.formats, rule.timezone, timezone, rule.excel_serial
         )
-        values = values.dt.normalize() if rule.type == "date" else values
+    if parsed_reasons is not None:
+        reasons = reasons.fillna(parsed_reasons) if reasons.notna().any() else parsed_reasons
     missing = values.isna() & reasons.isna()
     if rule.required:
         reasons[missing] = "missing_required"
     return values, reasons
+
+
+def deployment_timezone() -> str:
+    """The zone every timestamp is stored in (``NIGHTCAST_TIMEZONE``, default UTC)."""
+    return os.environ.get("NIGHTCAST_TIMEZONE", "UTC")
 
 
 def clean_table(
@@ -102,8 +121,13 @@ def clean_table(
     source: str,
     run_date: date,
     landed_path: Path,
+    timezone: str | None = None,
 ) -> CleanResult:
-    """Clean one landed table. Rows keep their 1-based position in the landed file."""
+    """Clean one landed table. Rows keep their 1-based position in the landed file.
+
+    Timestamps are normalised to ``timezone`` (default: the deployment's zone).
+    """
+    zone = timezone or deployment_timezone()
     raw = (
         landed.to_pandas(types_mapper=pd.ArrowDtype).astype("string")
         if landed.num_rows
@@ -126,7 +150,7 @@ def clean_table(
             if rule.source_column
             else pd.Series([rule.value] * len(raw), index=raw.index, dtype="string")
         )
-        out[name], reasons[name] = _parse(rule, col, source)
+        out[name], reasons[name] = _parse(rule, col, source, zone)
     clean = pd.DataFrame(out, index=raw.index)
     clean.insert(0, "source", source)
     clean["_run_date"] = pd.Timestamp(run_date)

@@ -9,8 +9,10 @@ dimensions), so the extract window is not pushed down anywhere: the file is
 landed as it is. Every column is kept as a string exactly as written (an empty
 field stays ``""``; the mapping's ``null_tokens`` decide what is missing), so the
 cleaner parses a CSV drop and a database the same way. The file is read in
-blocks with ``pyarrow.csv`` in the table's ``delimiter`` and ``encoding``; a
-UTF-8 byte-order mark is ignored.
+blocks with ``pyarrow.csv`` in the table's ``delimiter``, ``encoding``, ``quote``
+(``false``: fields are never quoted) and ``escape`` (e.g. ``\\"`` instead of
+``""``); a UTF-8 byte-order mark is ignored, and bytes the encoding cannot decode
+fail the task naming the file, byte offset and line.
 """
 
 from __future__ import annotations
@@ -57,14 +59,43 @@ def _is_utf8(encoding: str) -> bool:
     return codecs.lookup(encoding).name in ("utf-8", "utf-8-sig")
 
 
-def read_header(path: Path, delimiter: str, encoding: str) -> list[str]:
+def read_header(
+    path: Path, delimiter: str, encoding: str, quote: str | None = '"', escape: str | None = None
+) -> list[str]:
     """Column names of a CSV file (first record), without a UTF-8 BOM."""
     enc = "utf-8-sig" if _is_utf8(encoding) else encoding
     with path.open("r", encoding=enc, newline="") as fh:
         first = fh.readline()
     if not first.strip():
         return []
-    return next(csv.reader(io.StringIO(first), delimiter=delimiter))
+    return next(
+        csv.reader(
+            io.StringIO(first),
+            delimiter=delimiter,
+            quotechar=quote or '"',
+            escapechar=escape,
+            quoting=csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE,
+        )
+    )
+
+
+def undecodable_at(path: Path, encoding: str) -> tuple[int, int, bytes] | None:
+    """(byte offset, 1-based line, bad bytes) of the first undecodable bytes, or None.
+
+    Only run once reading failed, so a good file is never read twice.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8-sig" if _is_utf8(encoding) else encoding)()
+    offset, line = 0, 1
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                where = offset + exc.start
+                return where, line + chunk[: exc.start].count(b"\n"), chunk[exc.start : exc.end]
+            offset += len(chunk)
+            line += chunk.count(b"\n")
+    return None
 
 
 def _batches(path: Path, table: TableMapping, names: list[str]) -> pacsv.CSVStreamingReader:
@@ -74,7 +105,13 @@ def _batches(path: Path, table: TableMapping, names: list[str]) -> pacsv.CSVStre
         read_options=pacsv.ReadOptions(
             encoding=encoding, block_size=BLOCK_BYTES, column_names=names, skip_rows=1
         ),
-        parse_options=pacsv.ParseOptions(delimiter=table.delimiter, newlines_in_values=True),
+        parse_options=pacsv.ParseOptions(
+            delimiter=table.delimiter,
+            newlines_in_values=True,
+            quote_char=table.quote or False,
+            double_quote=table.escape is None,
+            escape_char=table.escape or False,
+        ),
         convert_options=pacsv.ConvertOptions(
             column_types={n: pa.string() for n in names},
             strings_can_be_null=False,
@@ -94,6 +131,30 @@ def _missing_message(
         f"the drop folder, then clear this task; if nights without this file are normal, "
         f"declare the table 'optional: true' in {mapping.path.name}"
     )
+
+
+def _header(file: Path, mapping: SourceMapping, table: TableMapping) -> list[str]:
+    try:
+        return read_header(file, table.delimiter, table.encoding, table.quote, table.escape)
+    except UnicodeDecodeError as exc:
+        _raise_if_undecodable([file], mapping, table, exc)
+        raise
+
+
+def _raise_if_undecodable(
+    files: list[Path], mapping: SourceMapping, table: TableMapping, exc: Exception
+) -> None:
+    """Name the file, byte offset and line of bytes the declared encoding cannot decode."""
+    for file in files:
+        bad = undecodable_at(file, table.encoding)
+        if bad is not None:
+            offset, line, data = bad
+            raise ValueError(
+                f"source {mapping.source!r} table {table.table!r}: bad_encoding: {file} is not "
+                f"valid {table.encoding!r}: byte(s) {data!r} at byte offset {offset} (line "
+                f"{line}); re-export it in {table.encoding!r} or set the table's 'encoding' in "
+                f"{mapping.path.name} (e.g. cp1252 or latin-1 for Windows exports)"
+            ) from exc
 
 
 def land_csv_table(
@@ -117,7 +178,7 @@ def land_csv_table(
     schema: pa.Schema | None = None
     try:
         for file in files:
-            names = read_header(file, table.delimiter, table.encoding)
+            names = _header(file, mapping, table)
             if not names:
                 log.warning("%s.%s: %s is empty", mapping.source, table.table, file)
                 continue
@@ -161,6 +222,7 @@ def land_csv_table(
         writer = None
         tmp.replace(path)  # atomic: readers never see a half-written landing file
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        _raise_if_undecodable(files, mapping, table, exc)
         raise ValueError(
             f"source {mapping.source!r} table {table.table!r}: cannot read {files} as CSV "
             f"(delimiter {table.delimiter!r}, encoding {table.encoding!r}, mapping "
