@@ -119,6 +119,22 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_quarantine_replay(args: argparse.Namespace) -> int:
+    from nightcast.config import get_settings
+    from nightcast.pipeline.replay import replay_quarantine
+
+    _apply_defaults()
+    results = replay_quarantine(get_settings(), args.run_date, args.source, args.table)
+    if not results:
+        print(f"nothing quarantined for source {args.source} on {args.run_date}")
+    for r in results:
+        print(r.describe())
+    total = sum(r.replayed for r in results)
+    still = sum(r.still_quarantined for r in results)
+    print(f"total: {total} replayed, {still} still quarantined")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nightcast", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -172,6 +188,17 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("summary", help="print the summary of a run (default: the latest)")
     s.add_argument("--run-date", type=_date)
     s.set_defaults(func=cmd_summary)
+
+    q = sub.add_parser("quarantine", help="work with ops.quarantine")
+    qsub = q.add_subparsers(dest="action", required=True)
+    qr = qsub.add_parser(
+        "replay",
+        help="re-clean a night's quarantined rows with the current mapping and load those that pass",
+    )
+    qr.add_argument("--run-date", type=_date, required=True)
+    qr.add_argument("--source", required=True)
+    qr.add_argument("--table", help="one canonical table (default: every quarantined table)")
+    qr.set_defaults(func=cmd_quarantine_replay)
     return p
 
 

@@ -22,7 +22,15 @@ import pyarrow.parquet as pq
 
 from nightcast.cleaning.clean import QUARANTINE_COLUMNS, CleanResult, clean_table
 from nightcast.config import Settings
-from nightcast.sources.extract import Window, landing_path, open_source, plan_window
+from nightcast.sources.extract import (
+    HeaderDrift,
+    Window,
+    check_landed_header,
+    compare_landed_header,
+    landing_path,
+    open_source,
+    plan_window,
+)
 from nightcast.sources.mapping import SourceMapping, load_mappings
 from nightcast.warehouse.base import Warehouse, open_warehouse
 from nightcast.warehouse.schema import NATURAL_KEYS
@@ -109,6 +117,22 @@ def _recorded_window(wh: Warehouse, source: str, table: str, run_date: date) -> 
     return Window(row[0], row[1], row[2]) if row else None
 
 
+def record_drift(
+    wh: Warehouse, run_date: date, source: str, table: str, drift: HeaderDrift, path: Path
+) -> None:
+    """Replace the run date's ``ops.schema_drift`` rows of one source table."""
+    wh.execute(
+        "delete from ops.schema_drift where run_date = ? and source = ? and table_name = ?",
+        [run_date, source, table],
+    )
+    for change, columns in (("added", drift.added), ("missing", drift.missing)):
+        for column in columns:
+            wh.execute(
+                "insert into ops.schema_drift values (?, ?, ?, ?, ?, ?)",
+                [run_date, source, table, column, change, str(path)],
+            )
+
+
 def extract(settings: Settings, source: str, run_date: date) -> dict[str, Any]:
     """Land every mapped table of ``source`` for ``run_date``; record each window."""
     mapping = get_mapping(settings, source)
@@ -121,6 +145,12 @@ def extract(settings: Settings, source: str, run_date: date) -> dict[str, Any]:
                     "select high_watermark from ops.watermarks where source = ? and table_name = ?",
                     [source, name],
                 )
+                before = wh.fetchone(
+                    "select landed_path from ops.extract_windows where source = ? "
+                    "and table_name = ? and run_date < ? order by run_date desc limit 1",
+                    [source, name, run_date],
+                )
+                previous = Path(before[0]) if before else None
             window = plan_window(
                 table,
                 run_date,
@@ -129,7 +159,9 @@ def extract(settings: Settings, source: str, run_date: date) -> dict[str, Any]:
                 lookback_days=settings.lookback_days,
             )
             res = land(table, run_date, window, settings.lake_dir)
+            drift = compare_landed_header(mapping, table, res.path, previous)
             with warehouse(settings) as wh, wh.transaction():
+                record_drift(wh, run_date, source, name, drift, res.path)
                 wh.execute(
                     "delete from ops.extract_windows where source = ? and table_name = ? and run_date = ?",
                     [source, name, run_date],
@@ -156,6 +188,17 @@ def extract(settings: Settings, source: str, run_date: date) -> dict[str, Any]:
                     rows_out=res.rows,
                     seconds=res.seconds,
                 )
+            if drift.added:
+                log.warning(
+                    "schema drift: source %r table %r: landed file %s has new column(s) %s that "
+                    "mapping %s does not use (recorded in ops.schema_drift; map them to use them)",
+                    source,
+                    name,
+                    res.path,
+                    drift.added,
+                    mapping.path.name,
+                )
+            check_landed_header(mapping, table, res.path)  # raises on a missing mapped column
             log.info(
                 "extract %s.%s for %s: %d rows, window %s → %s (%.1fs)",
                 source,

@@ -240,12 +240,14 @@ def validate_table(
     known_ids: Mapping[str, Collection[str]] | None = None,
     rows_in: int | None = None,
     rows_quarantined: int | None = None,
+    validations: list[Any] | None = None,
 ) -> list[CheckResult]:
     """Run ``expectations/<table>.json`` and the suite's custom checks on ``df``.
 
     ``known_ids`` maps a referenced table (``items``, ``locations``) to the ids known in
     the warehouse plus tonight's batch; without it referential integrity is skipped.
     ``rows_in``/``rows_quarantined`` (the cleaner's counts) enable the quarantine-rate check.
+    ``validations``, when given, receives the GX validation result (for Data Docs).
     """
     started = time.perf_counter()
     suite = load_suite(Path(expectations_dir) / f"{table}.json")
@@ -257,6 +259,8 @@ def validate_table(
         batch_parameters={"dataframe": frame}
     )
     validation = batch.validate(suite, result_format=RESULT_FORMAT)
+    if validations is not None:  # kept for the GX Data Docs of the run
+        validations.append(validation)
     results = [_to_check_result(r, table, run_date, frame, key) for r in validation.results]
 
     fresh = settings.get("freshness")

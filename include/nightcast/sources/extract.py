@@ -203,6 +203,59 @@ def _extract_generic(
     return rows
 
 
+class LandedSchemaError(RuntimeError):
+    """The landed file lacks a column the mapping reads: the ERP schema changed."""
+
+    def __init__(self, message: str, missing: list[str], present: list[str]) -> None:
+        super().__init__(message)
+        self.missing = missing
+        self.present = present
+
+
+@dataclass(frozen=True)
+class HeaderDrift:
+    """How a landed file's header differs from the mapping (and from the previous landing).
+
+    ``unmapped``: columns the mapping does not read; ``added``: those of them that the
+    previous landing of the table did not have (all of them when there is none), i.e.
+    the columns the ERP started sending; ``missing``: mapped columns the file lacks.
+    """
+
+    missing: list[str]
+    unmapped: list[str]
+    added: list[str]
+    present: list[str]
+
+
+def compare_landed_header(
+    mapping: SourceMapping, table: TableMapping, path: Path, previous: Path | None = None
+) -> HeaderDrift:
+    """Compare the landed Parquet header (schema only, no rows read) with the mapping."""
+    present = list(pq.read_schema(path).names)
+    needed = [r.source_column for r in table.columns.values() if r.source_column]
+    missing = sorted(set(needed) - set(present))
+    unmapped = sorted(set(present) - set(needed))
+    before = set(pq.read_schema(previous).names) if previous and previous.exists() else set()
+    added = [c for c in unmapped if c not in before]
+    return HeaderDrift(missing, unmapped, added, present)
+
+
+def check_landed_header(mapping: SourceMapping, table: TableMapping, path: Path) -> HeaderDrift:
+    """Raise :class:`LandedSchemaError` if a mapped column is missing; return the drift."""
+    drift = compare_landed_header(mapping, table, path)
+    if drift.missing:
+        raise LandedSchemaError(
+            f"schema drift: source {mapping.source!r} table {table.table!r}: landed file {path} "
+            f"has no column(s) {drift.missing} that mapping {mapping.path.name} reads "
+            f"(columns present: {sorted(drift.present)}). The ERP schema changed (a column was "
+            f"dropped or renamed): fix the query/columns in {mapping.path.name} (or the ERP), "
+            "then clear the extract task to rerun; nothing was loaded.",
+            drift.missing,
+            drift.present,
+        )
+    return drift
+
+
 Lander = Callable[[TableMapping, date, Window, Path], ExtractResult]
 
 

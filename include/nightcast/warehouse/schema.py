@@ -172,6 +172,18 @@ OPS_TABLES: dict[str, str] = {
         observed_value varchar,
         details varchar
     """,
+    # Schema drift seen at extract time: an unmapped column the previous landing of the
+    # table did not have ('added': recorded and logged, the run goes on) or a mapped
+    # column the landed file lacks ('missing': the extract fails). Rerunning the extract
+    # replaces the run date's rows.
+    "schema_drift": """
+        run_date date not null,
+        source varchar not null,
+        table_name varchar not null,
+        column_name varchar not null,
+        change varchar not null,
+        landed_path varchar not null
+    """,
     # Reconciliation and timings per run and task; rerunning a task replaces its row.
     "task_runs": """
         run_date date not null,
