@@ -3,8 +3,8 @@
 The gate validates on a process-wide ephemeral context (in-memory stores). For the
 docs, a second ephemeral context with a filesystem docs site is built per night (a few
 ms), the night's GX validation results are put into its in-memory results store, and
-``build_data_docs()`` renders them (~0.3 s; the site carries ~4 MB of GX's static
-assets). The custom Nightcast checks (freshness, referential integrity, quarantine rate,
+``build_data_docs()`` renders them (~0.3 s). GX's ~4 MB of static assets are kept
+once per GX version under ``dq_docs/`` and linked from each night's site. The custom Nightcast checks (freshness, referential integrity, quarantine rate,
 volume) are not GX expectations and are in the run's own ``index.html`` one level up.
 """
 
@@ -70,4 +70,18 @@ def write_gx_data_docs(validations: Sequence[Any], folder: Path, run_date: date)
         )
         context.validation_results_store.set(key, validation)
     context.build_data_docs(site_names=[SITE])
+    _share_static_assets(folder)
     return folder / "index.html"
+
+
+def _share_static_assets(folder: Path) -> None:
+    """Keep one copy of GX's ~4 MB of static assets for all nights (a relative symlink per night)."""
+    static = folder / "static"
+    if not static.is_dir() or static.is_symlink():
+        return
+    shared = folder.parent.parent / f"_gx_static-{gx.__version__}"
+    if shared.is_dir():
+        shutil.rmtree(static)
+    else:
+        static.rename(shared)
+    static.symlink_to(Path("..") / ".." / shared.name, target_is_directory=True)
