@@ -135,6 +135,58 @@ def cmd_quarantine_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    import json
+
+    from nightcast.forecasting.backtest_file import (
+        InputError,
+        format_report,
+        prepare,
+        read_table,
+        run_backtest,
+    )
+
+    if not args.verbose:
+        logging.getLogger("nightcast.forecasting").setLevel(logging.WARNING)
+    try:
+        raw = read_table(args.input)
+        df = prepare(raw, args.id_col, args.date_col, args.target_col, args.freq)
+        report = run_backtest(df, args.freq, args.horizon, args.windows)
+    except InputError as exc:
+        print(f"nightcast backtest: error: {exc}", file=sys.stderr)
+        return 2
+    report["input"] = str(args.input)
+    print(format_report(report))
+    if args.output:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2))
+        print(f"wrote {out}")
+    return 0
+
+
+def cmd_model(args: argparse.Namespace) -> int:
+    from nightcast.config import get_settings
+    from nightcast.forecasting import lifecycle, registry
+    from nightcast.warehouse.base import open_warehouse
+
+    _apply_defaults()
+    with open_warehouse(get_settings().warehouse_url) as wh:
+        try:
+            if args.action == "list":
+                print(lifecycle.format_table(registry.registry_rows(wh)))
+            elif args.action == "rollback":
+                done = lifecycle.rollback(wh, to=args.to, today=args.as_of)
+                print(f"rolled back: {done['champion']} is champion, {done['retired']} retired")
+            else:
+                done = lifecycle.promote(wh, args.version, reason=args.reason, today=args.as_of)
+                print(f"promoted {done['champion']} to champion; fallback: {done['fallback']}")
+        except registry.RegistryError as err:
+            print(f"nightcast model {args.action}: {err}", file=sys.stderr)
+            return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nightcast", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -199,6 +251,34 @@ def build_parser() -> argparse.ArgumentParser:
     qr.add_argument("--source", required=True)
     qr.add_argument("--table", help="one canonical table (default: every quarantined table)")
     qr.set_defaults(func=cmd_quarantine_replay)
+
+    m = sub.add_parser("model", help="list, roll back or promote forecast models (registry)")
+    msub = m.add_subparsers(dest="action", required=True)
+    msub.add_parser("list", help="print forecast.model_registry, newest first")
+    mr = msub.add_parser(
+        "rollback", help="make the fallback champion again; the champion is retired"
+    )
+    mr.add_argument("--to", metavar="VERSION", help="a fallback version (default: the latest)")
+    mp = msub.add_parser("promote", help="make VERSION champion by hand (recorded)")
+    mp.add_argument("version", metavar="VERSION")
+    mp.add_argument("--reason", help="why (stored with the status change)")
+    for mx in (mr, mp):
+        mx.add_argument("--as-of", type=_date, help="the day of the action (default: today)")
+    m.set_defaults(func=cmd_model)
+
+    bt = sub.add_parser(
+        "backtest", help="rolling-origin backtest of the engine and baselines on a CSV/Parquet file"
+    )
+    bt.add_argument("--input", required=True, help="long-format .csv or .parquet file")
+    bt.add_argument("--id-col", default="unique_id", help="series id column")
+    bt.add_argument("--date-col", default="ds", help="date column (one row per series and period)")
+    bt.add_argument("--target-col", default="y", help="numeric target column")
+    bt.add_argument("--freq", default="D", choices=["D", "W"], help="D (daily) or W (weekly)")
+    bt.add_argument("--horizon", type=int, help="periods ahead (default 28 daily, 8 weekly)")
+    bt.add_argument("--windows", type=int, help="backtest windows (default: 3, or fewer that fit)")
+    bt.add_argument("--output", metavar="PATH", help="write the metrics as JSON")
+    bt.add_argument("-v", "--verbose", action="store_true", help="log each fit and predict")
+    bt.set_defaults(func=cmd_backtest)
     return p
 
 

@@ -222,8 +222,15 @@ def test_next_night_reads_only_new_and_edited_rows(nightly: Any) -> None:
     assert query("select distinct run_date from marts.forecast_latest") == [(NIGHT2,)]
 
 
-def test_weekly_retrain_registers_a_new_champion_and_keeps_a_fallback(nightly: Any) -> None:
+def test_weekly_retrain_registers_a_new_champion_and_keeps_a_fallback(
+    nightly: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from airflow.dag_processing.dagbag import DagBag
+
+    # The first champion was trained on all data up to night 1, so it has seen the
+    # retrain's holdout: let any sane challenger win (tests/e2e/test_retrain_lifecycle.py
+    # covers rejections).
+    monkeypatch.setenv("NIGHTCAST_PROMOTION_MARGIN", "-1")
 
     retrain = DagBag(dag_folder=str(ROOT / "dags")).dags["forecast_retrain_weekly"]
     for t in retrain.tasks:

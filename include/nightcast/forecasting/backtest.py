@@ -4,12 +4,16 @@ For each origin (cutoff) the model is refitted on data at or before it, then
 forecasts ``horizon`` periods; the same windows get three baselines computed
 from the same dense history: ``naive`` (last known value), ``seasonal_naive``
 (same period one season back; 7 days / 52 weeks) and ``moving_average`` (mean
-of the last 28 days / 4 weeks). Summarise with :func:`.metrics.summarize`.
+of the last 28 days / 4 weeks). Where a series has less than one season of
+history before a target period (weekly data with under a year of history),
+seasonal naive falls back to naive for that row; the ``snaive_fallback``
+column marks those rows. Summarise with :func:`.metrics.summarize`.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from typing import TYPE_CHECKING
 
@@ -40,12 +44,17 @@ def _baselines(panel: Panel, model: ForecastModel) -> pd.DataFrame:
     m = spec.season
     back = o + h - m * np.ceil(h / m).astype(np.int64)
     snaive = np.where(back >= 0, panel.y[s, np.maximum(back, 0)], np.nan)
-    snaive = np.where(np.isnan(snaive), naive, snaive)
+    fallback = np.isnan(snaive)
+    snaive = np.where(fallback, naive, snaive)
     ma = stats.mean(s, o, spec.ma_window)
     y = panel.y
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows -> NaN scale
-        diff = np.abs(y[:, m:] - y[:, :-m]) if y.shape[1] > m else np.full((len(y), 1), np.nan)
+        # MASE scale: in-sample seasonal naive error; lag-1 naive with < 1 season of history.
+        lag = m if y.shape[1] > m else 1
+        diff = (
+            np.abs(y[:, lag:] - y[:, :-lag]) if y.shape[1] > lag else np.full((len(y), 1), np.nan)
+        )
         mase_scale = np.nanmean(diff, axis=1)
     return pd.DataFrame(
         {
@@ -53,6 +62,7 @@ def _baselines(panel: Panel, model: ForecastModel) -> pd.DataFrame:
             DS: panel.dates(o + h),
             "naive": naive,
             "seasonal_naive": snaive,
+            "snaive_fallback": fallback,
             "moving_average": ma,
             "mase_scale": mase_scale[s],
         }
@@ -108,16 +118,25 @@ def backtest(
         static_cols, exog_cols = model.static_cols, model.exog_cols
     stockout_col = model.stockout_col
     parts = []
+    seconds: dict[str, float] = {}
+    baseline_seconds: dict[str, float] = {}
     for cutoff in cutoffs:
         history = df[df[DS] <= cutoff]
+        t0 = time.perf_counter()
         win = model.clone().fit(history, static_cols, exog_cols, cutoff, stockout_col)
         future = None
         if win.exog_cols:
             mask = (df[DS] > cutoff) & (df[DS] <= cutoff + model.horizon * span)
             future = df.loc[mask, [ID, DS, *win.exog_cols]]
         fc = win.predict(history, future, cutoff=cutoff)
+        t1 = time.perf_counter()
         panel = build_panel(history, model.spec, cutoff, [], [], stockout_col)
-        fc = fc.merge(_baselines(panel, model), on=[ID, DS], how="left")
+        base = _baselines(panel, model)
+        t2 = time.perf_counter()
+        key = str(cutoff.date())
+        seconds[key] = round(t1 - t0, 3)
+        baseline_seconds[key] = round(t2 - t1, 3)
+        fc = fc.merge(base, on=[ID, DS], how="left")
         fc.insert(2, "cutoff", cutoff)
         parts.append(_actuals(df, fc, stockout_col))
         log.info("backtest: window with cutoff %s done", cutoff.date())
@@ -127,6 +146,8 @@ def backtest(
         "windows": windows,
         "step": step,
         "cutoffs": [str(c.date()) for c in cutoffs],
+        "seconds": seconds,
+        "baseline_seconds": baseline_seconds,
         "summary": summary.to_dict(orient="records"),
     }
     return result

@@ -42,7 +42,8 @@ def freq_spec(freq: str) -> FreqSpec:
             "D", pd.Timedelta(days=1), 7, (7, 14, 28, 56), (1, 4, 8), 28, 28, 7, 28, True
         )
     if key == "W" or key.startswith("W-"):
-        return FreqSpec("W", pd.Timedelta(days=7), 52, (4, 8, 13, 26), (1, 2), 4, 8, 1, 4, False)
+        # Scale = mean of the last 8 weeks: 4 is too noisy for lumpy weekly item demand.
+        return FreqSpec("W", pd.Timedelta(days=7), 52, (4, 8, 13, 26), (1, 2), 8, 8, 1, 4, False)
     raise ValueError(f"freq={freq!r} is not supported: use 'D' (daily) or 'W' (weekly)")
 
 
@@ -233,6 +234,12 @@ def calendar(start: pd.Timestamp, step: pd.Timedelta, n: int, daily: bool) -> di
     if daily:
         cal["day_of_week"] = dates.dayofweek.to_numpy(np.float64)
         cal["day_of_month"] = dates.day.to_numpy(np.float64)
+    else:
+        # Weeks until the next Christmas (0 = the week that contains Dec 25).
+        xmas = pd.DatetimeIndex([pd.Timestamp(y, 12, 25) for y in dates.year])
+        nxt = pd.DatetimeIndex([pd.Timestamp(y + 1, 12, 25) for y in dates.year])
+        target = xmas.where(dates <= xmas, nxt)
+        cal["weeks_to_xmas"] = np.floor((target - dates).days.to_numpy() / 7).astype(np.float64)
     return cal
 
 

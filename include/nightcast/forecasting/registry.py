@@ -1,7 +1,17 @@
 """Model registry in the warehouse (``forecast.model_registry``) and model artifacts on disk.
 
-A version is derived from the run it was trained for and the artifact's
-checksum, so retraining on the same data gives the same version.
+Statuses of a model version:
+
+* ``challenger``: trained by the weekly retrain, not decided yet;
+* ``champion``: the one model the nightly forecast uses;
+* ``fallback``: the previous champion, kept until ``fallback_until`` (14 days) for
+  a one-command rollback (``nightcast model rollback``);
+* ``retired``: an old fallback past its date, or a champion that was rolled back;
+* ``rejected``: a challenger that lost on the holdout or failed a sanity check
+  (``status_reason`` says why).
+
+Every status change is also recorded in ``forecast.model_events``. The decision
+logic (:func:`decide_promotion`) is a pure function, tested on its own.
 """
 
 from __future__ import annotations
@@ -22,6 +32,40 @@ from nightcast.warehouse.base import Warehouse
 
 log = logging.getLogger("nightcast.forecasting")
 
+STATUSES = ("challenger", "champion", "fallback", "retired", "rejected")
+
+REGISTRY_COLUMNS = (
+    "model_version",
+    "trained_for_run",
+    "train_start",
+    "train_end",
+    "rows_trained",
+    "series_count",
+    "params",
+    "features",
+    "metrics",
+    "artifact_path",
+    "checksum",
+    "code_version",
+    "status",
+    "registered_at",
+    "holdout_start",
+    "status_reason",
+    "status_changed_at",
+    "fallback_until",
+)
+# Columns added after the first release: registries created before get them on first use.
+_ADDED_COLUMNS = {
+    "holdout_start": "date",
+    "status_reason": "varchar",
+    "status_changed_at": "timestamp",
+    "fallback_until": "date",
+}
+
+
+class RegistryError(RuntimeError):
+    """A registry operation that cannot be done (no fallback, unknown version, ...)."""
+
 
 def artifact_checksum(folder: Path) -> str:
     """sha256 over the artifact's files, in name order."""
@@ -41,10 +85,19 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def _as_date(value: Any) -> date | None:
+def as_date(value: Any) -> date | None:
     return None if value is None else pd.Timestamp(value).date()
 
 
+def ensure_registry(wh: Warehouse) -> None:
+    """Add the lifecycle columns to a registry created by an older release (portable DDL)."""
+    have = set(wh.columns("forecast.model_registry"))
+    for column, kind in _ADDED_COLUMNS.items():
+        if column not in have:
+            wh.execute(f"alter table forecast.model_registry add column {column} {kind}")
+
+
+# ---------------------------------------------------------------------- lookups
 def champion(wh: Warehouse) -> tuple[str, Path] | None:
     """The current champion's version and artifact path, if any."""
     row = wh.fetchone(
@@ -54,27 +107,76 @@ def champion(wh: Warehouse) -> tuple[str, Path] | None:
     return (row[0], Path(row[1])) if row else None
 
 
+def load_version(wh: Warehouse, version: str) -> ForecastModel:
+    row = wh.fetchone(
+        "select artifact_path, checksum from forecast.model_registry where model_version = ?",
+        [version],
+    )
+    if row is None:
+        raise RegistryError(f"model {version} is not in forecast.model_registry")
+    path = Path(row[0])
+    if not path.exists():
+        raise FileNotFoundError(
+            f"model {version} is registered at {path}, but that folder is missing; "
+            "restore it or run the forecast_retrain_weekly DAG to train a new champion"
+        )
+    return ForecastModel.load(path)
+
+
 def load_champion(wh: Warehouse) -> tuple[str, ForecastModel] | None:
     found = champion(wh)
     if found is None:
         return None
-    version, path = found
-    if not path.exists():
-        raise FileNotFoundError(
-            f"champion model {version} is registered at {path}, but that folder is missing; "
-            "restore it or run the forecast_retrain_weekly DAG to train a new champion"
-        )
-    return version, ForecastModel.load(path)
+    return found[0], load_version(wh, found[0])
 
 
-def save_and_register(
-    wh: Warehouse,
-    model: ForecastModel,
-    models_dir: Path,
-    trained_for: date,
-    metrics: dict[str, Any] | None = None,
-) -> str:
-    """Save ``model``, register it as champion, and keep the previous champion as fallback."""
+def registry_rows(wh: Warehouse) -> list[dict[str, Any]]:
+    """Every version, newest first (for ``nightcast model list``)."""
+    ensure_registry(wh)
+    cols = (
+        "model_version",
+        "status",
+        "trained_for_run",
+        "train_end",
+        "holdout_start",
+        "fallback_until",
+        "status_reason",
+        "metrics",
+    )
+    rows = wh.fetchall(
+        f"select {', '.join(cols)} from forecast.model_registry "
+        "order by trained_for_run desc, registered_at desc"
+    )
+    return [dict(zip(cols, r, strict=True)) for r in rows]
+
+
+def challenger_for(wh: Warehouse, run_date: date) -> tuple[str, str] | None:
+    """The challenger the weekly run of ``run_date`` registered (version, current status)."""
+    row = wh.fetchone(
+        "select model_version, status from forecast.model_registry "
+        "where trained_for_run = ? and holdout_start is not null order by registered_at limit 1",
+        [run_date],
+    )
+    return (row[0], row[1]) if row else None
+
+
+def shadow_candidate(wh: Warehouse) -> str | None:
+    """The latest weekly model trained after the champion and not promoted (shadow mode)."""
+    ensure_registry(wh)
+    row = wh.fetchone(
+        "select r.model_version from forecast.model_registry as r "
+        "where r.holdout_start is not null and r.status in ('challenger', 'rejected') "
+        "and r.trained_for_run > coalesce((select max(c.trained_for_run) from forecast.model_registry as c "
+        "where c.status = 'champion'), cast('1900-01-01' as date)) "
+        "order by r.trained_for_run desc, r.registered_at desc limit 1"
+    )
+    return str(row[0]) if row else None
+
+
+# ---------------------------------------------------------------------- registration
+def _save_artifact(
+    model: ForecastModel, models_dir: Path, trained_for: date
+) -> tuple[str, Path, str]:
     staging = models_dir / f".staging-{trained_for.isoformat()}"
     shutil.rmtree(staging, ignore_errors=True)
     model.save(staging)
@@ -85,40 +187,104 @@ def save_and_register(
         shutil.rmtree(staging)
     else:
         staging.rename(final)
+    return version, final, checksum
+
+
+def record_status(
+    wh: Warehouse,
+    run_date: date,
+    action: str,
+    version: str,
+    from_status: str | None,
+    to_status: str,
+    reason: str | None,
+    now: datetime,
+) -> None:
+    wh.execute(
+        "update forecast.model_registry set status = ?, status_reason = ?, status_changed_at = ? "
+        "where model_version = ?",
+        [to_status, reason, now, version],
+    )
+    wh.execute(
+        "insert into forecast.model_events values (?, ?, ?, ?, ?, ?, ?)",
+        [now, run_date, action, version, from_status, to_status, reason],
+    )
+
+
+def register(
+    wh: Warehouse,
+    model: ForecastModel,
+    models_dir: Path,
+    trained_for: date,
+    status: str,
+    *,
+    holdout_start: date | None = None,
+    metrics: dict[str, Any] | None = None,
+    reason: str | None = None,
+) -> str:
+    """Save ``model`` and insert its registry row with ``status`` (no other row changes)."""
+    if status not in STATUSES:
+        raise ValueError(f"unknown status {status!r}")
+    version, final, checksum = _save_artifact(model, models_dir, trained_for)
     info = model.train_info
+    now = datetime.now()
+    values = [
+        version,
+        trained_for,
+        as_date(info.get("start")),
+        as_date(info.get("end")),
+        _plain(info.get("rows")),
+        _plain(info.get("series")),
+        json.dumps(model.params, sort_keys=True, default=str),
+        json.dumps(model.feature_names),
+        json.dumps(metrics or {}, sort_keys=True, default=str),
+        str(final),
+        checksum,
+        __version__,
+        status,
+        now,
+        holdout_start,
+        reason,
+        now,
+        None,
+    ]
     with wh.transaction():
-        wh.execute(
-            "update forecast.model_registry set status = 'fallback' where status = 'champion' and model_version <> ?",
-            [version],
-        )
-        wh.execute(
-            "update forecast.model_registry set status = 'retired' where status = 'fallback' and model_version not in "
-            "(select model_version from forecast.model_registry where status = 'fallback' order by registered_at desc limit 1)"
-        )
+        ensure_registry(wh)
         wh.execute("delete from forecast.model_registry where model_version = ?", [version])
         wh.execute(
-            "insert into forecast.model_registry values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'champion', ?)",
-            [
-                version,
-                trained_for,
-                _as_date(info.get("start")),
-                _as_date(info.get("end")),
-                _plain(info.get("rows")),
-                _plain(info.get("series")),
-                json.dumps(model.params, sort_keys=True, default=str),
-                json.dumps(model.feature_names),
-                json.dumps(metrics or {}, sort_keys=True, default=str),
-                str(final),
-                checksum,
-                __version__,
-                datetime.now(),
-            ],
+            f"insert into forecast.model_registry ({', '.join(REGISTRY_COLUMNS)}) "
+            f"values ({', '.join('?' for _ in REGISTRY_COLUMNS)})",
+            values,
+        )
+        wh.execute(
+            "insert into forecast.model_events values (?, ?, ?, ?, ?, ?, ?)",
+            [now, trained_for, "register", version, None, status, reason],
         )
     log.info(
-        "registered model %s (%s rows, %s series) at %s",
+        "registered model %s as %s (%s rows, %s series) at %s",
         version,
+        status,
         info.get("rows"),
         info.get("series"),
         final,
     )
     return version
+
+
+def save_and_register(
+    wh: Warehouse,
+    model: ForecastModel,
+    models_dir: Path,
+    trained_for: date,
+    metrics: dict[str, Any] | None = None,
+) -> str:
+    """Register a first model as champion (the nightly run does this when there is none)."""
+    ensure_registry(wh)
+    if champion(wh) is not None:
+        raise RegistryError(
+            "a champion is registered already: new models go through the weekly retrain "
+            "(challenger → evaluate → decide) or `nightcast model promote`"
+        )
+    return register(
+        wh, model, models_dir, trained_for, "champion", metrics=metrics, reason="first model"
+    )

@@ -1,4 +1,4 @@
-"""Forecast, load and publish stages, plus the weekly retrain.
+"""Nightly forecast, load and publish stages (the weekly retrain is in ``retrain.py``).
 
 Grain of the published forecast: one row per run date, item, location and
 forecast date (the ``horizon_days`` days after the run date).
@@ -14,11 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nightcast.config import Settings
-from nightcast.forecasting import ForecastModel, summarize
-from nightcast.forecasting.registry import load_champion, save_and_register
+from nightcast.forecasting import ForecastModel
+from nightcast.forecasting.registry import (
+    load_champion,
+    load_version,
+    save_and_register,
+    shadow_candidate,
+)
 from nightcast.pipeline.stages import record_task, warehouse
 from nightcast.warehouse.base import Warehouse
 
@@ -113,7 +119,61 @@ def forecast_path(settings: Settings, run_date: date) -> Path:
 
 def train(history: pd.DataFrame, settings: Settings) -> ForecastModel:
     model = ForecastModel(params=model_params(), horizon=settings.horizon_days)
-    return model.fit(history.drop(columns=[]), static_cols=STATIC_COLS, exog_cols=["on_promo"])
+    return model.fit(history, static_cols=STATIC_COLS, exog_cols=["on_promo"])
+
+
+def _forecast_rows(
+    model: ForecastModel,
+    version: str,
+    history: pd.DataFrame,
+    future: pd.DataFrame,
+    series: pd.DataFrame,
+    run_date: date,
+) -> pd.DataFrame:
+    pred = model.predict(history, future, cutoff=pd.Timestamp(run_date))
+    out = pred.merge(series, on="unique_id", how="left")
+    return pd.DataFrame(
+        {
+            "run_date": pd.Timestamp(run_date),
+            "item_id": out["item_id"],
+            "location_id": out["location_id"],
+            "forecast_date": pd.to_datetime(out["ds"]).dt.normalize(),
+            "horizon": out["horizon"].astype("int32"),
+            "p10": out["p10"],
+            "p50": out["p50"],
+            "p90": out["p90"],
+            "model_version": version,
+        }
+    )
+
+
+def _shadow_forecast(
+    settings: Settings,
+    history: pd.DataFrame,
+    future: pd.DataFrame,
+    series: pd.DataFrame,
+    run_date: date,
+) -> None:
+    """Shadow mode: the latest challenger forecasts into ``forecast.shadow_forecasts``.
+
+    Best effort: a failure is logged and never fails the nightly forecast.
+    """
+    try:
+        with warehouse(settings) as wh:
+            version = shadow_candidate(wh)
+            if version is None:
+                log.info("shadow: no challenger newer than the champion; nothing to shadow")
+                return
+            model = load_version(wh, version)
+        rows = _forecast_rows(model, version, history, future, series, run_date)
+        table = pa.Table.from_pandas(rows, preserve_index=False)
+        with warehouse(settings) as wh, wh.transaction():
+            wh.replace_partition("forecast.shadow_forecasts", "run_date", run_date, table)
+        log.info("shadow: %d rows from challenger %s for %s", len(rows), version, run_date)
+    except Exception:
+        log.warning(
+            "shadow forecast for %s failed; the nightly forecast goes on", run_date, exc_info=True
+        )
 
 
 def forecast(settings: Settings, run_date: date) -> dict[str, Any]:
@@ -137,21 +197,9 @@ def forecast(settings: Settings, run_date: date) -> dict[str, Any]:
             trained = True
         else:
             version, model = found
-    pred = model.predict(history, future, cutoff=pd.Timestamp(run_date))
-    out = pred.merge(series, on="unique_id", how="left")
-    out = pd.DataFrame(
-        {
-            "run_date": pd.Timestamp(run_date),
-            "item_id": out["item_id"],
-            "location_id": out["location_id"],
-            "forecast_date": pd.to_datetime(out["ds"]).dt.normalize(),
-            "horizon": out["horizon"].astype("int32"),
-            "p10": out["p10"],
-            "p50": out["p50"],
-            "p90": out["p90"],
-            "model_version": version,
-        }
-    )
+    out = _forecast_rows(model, version, history, future, series, run_date)
+    if os.environ.get("NIGHTCAST_SHADOW") == "1":
+        _shadow_forecast(settings, history, future, series, run_date)
     path = forecast_path(settings, run_date)
     path.parent.mkdir(parents=True, exist_ok=True)
     out.to_parquet(path.with_suffix(".tmp"), index=False)
@@ -243,29 +291,3 @@ def publish(settings: Settings, run_date: date) -> dict[str, Any]:
         "published run %s (%d forecast rows): marts.forecast_latest now shows it", run_date, row[1]
     )
     return {"run_date": run_date.isoformat(), "rows": int(row[1])}
-
-
-def retrain(settings: Settings, run_date: date, backtest_windows: int = 2) -> dict[str, Any]:
-    """Weekly retrain on all history up to ``run_date``; the new model becomes champion."""
-    started = time.monotonic()
-    with warehouse(settings) as wh:
-        history = history_frame(wh, run_date)
-    if history.empty:
-        raise ValueError(f"no sales history up to {run_date}: run the nightly DAG first")
-    model = ForecastModel(params=model_params(), horizon=settings.horizon_days)
-    bt = model.backtest(
-        history, windows=backtest_windows, static_cols=STATIC_COLS, exog_cols=["on_promo"]
-    )
-    # NaN (e.g. MASE of an all-zero window) is not valid JSON for XCom or the registry.
-    summary = summarize(bt).set_index("model")
-    metrics = {
-        model: {k: (None if pd.isna(v) else round(float(v), 4)) for k, v in row.items()}
-        for model, row in summary.iterrows()
-    }
-    model = train(history, settings)
-    with warehouse(settings) as wh:
-        version = save_and_register(wh, model, settings.models_dir, run_date, {"backtest": metrics})
-    seconds = time.monotonic() - started
-    wapes = ", ".join(f"{m} {v.get('wape')}" for m, v in metrics.items())
-    log.info("retrain %s: model %s; backtest WAPE %s (%.1fs)", run_date, version, wapes, seconds)
-    return {"model_version": version, "seconds": round(seconds, 1), "backtest": metrics}

@@ -125,7 +125,54 @@ FORECAST_TABLES: dict[str, str] = {
         checksum varchar not null,
         code_version varchar,
         status varchar not null,
-        registered_at timestamp
+        registered_at timestamp,
+        holdout_start date,
+        status_reason varchar,
+        status_changed_at timestamp,
+        fallback_until date
+    """,
+    # Shadow mode (NIGHTCAST_SHADOW=1): the latest challenger's nightly forecasts, same
+    # grain as ``forecasts``; never read by the marts.
+    "shadow_forecasts": """
+        run_date date not null,
+        item_id varchar not null,
+        location_id varchar not null,
+        forecast_date date not null,
+        horizon integer not null,
+        p10 double precision not null,
+        p50 double precision not null,
+        p90 double precision not null,
+        model_version varchar not null
+    """,
+    # Holdout metrics of the champion and the challenger of one weekly run, on the
+    # same cutoffs; rerunning the evaluation replaces the run date's rows.
+    "model_evaluations": """
+        run_date date not null,
+        model_version varchar not null,
+        role varchar not null,
+        holdout_start date not null,
+        holdout_end date not null,
+        cutoffs varchar not null,
+        rows_evaluated bigint,
+        wape double precision,
+        bias double precision,
+        coverage_p10_p90 double precision,
+        nan_values bigint,
+        negative_p50 bigint,
+        sane boolean,
+        decision varchar,
+        reason varchar,
+        primary key (run_date, model_version)
+    """,
+    # Every status change of a model version: weekly decisions, rollbacks and manual promotions.
+    "model_events": """
+        event_at timestamp not null,
+        run_date date not null,
+        action varchar not null,
+        model_version varchar not null,
+        from_status varchar,
+        to_status varchar not null,
+        reason varchar
     """,
 }
 

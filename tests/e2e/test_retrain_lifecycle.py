@@ -1,0 +1,188 @@
+"""End to end: the real forecast_retrain_weekly DAG (dag.test) after two nightly runs on a tiny demo ERP.
+
+Champion/challenger on DuckDB: a promotion, an idempotent rerun, a rejection
+forced by a huge margin, then a one-command rollback that the next nightly run
+follows.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nightcast import demo_erp
+from nightcast.config import connection_url, get_settings
+from nightcast.warehouse.base import open_warehouse
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+HISTORY = (date(2025, 1, 1), date(2025, 4, 30))
+NIGHT1, NIGHT2, NIGHT3 = date(2025, 5, 1), date(2025, 5, 2), date(2025, 5, 3)
+WEEK1, WEEK2 = date(2025, 5, 4), date(2025, 5, 11)
+REGISTRY = (
+    "select model_version, trained_for_run, train_start, train_end, rows_trained, params, "
+    "features, metrics, artifact_path, checksum, status, holdout_start, status_reason, "
+    "fallback_until from forecast.model_registry order by model_version"
+)
+
+
+@pytest.fixture(scope="module")
+def dags(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    data = tmp_path_factory.mktemp("retrain-duckdb")
+    env = {
+        "NIGHTCAST_DATA_DIR": str(data),
+        "NIGHTCAST_WAREHOUSE_PATH": str(data / "warehouse.duckdb"),
+        "AIRFLOW_CONN_NIGHTCAST_DEMO_ERP": f"sqlite:///{data / 'erp.sqlite'}",
+    }
+    saved = {k: os.environ.get(k) for k in [*env, "NIGHTCAST_WAREHOUSE_URL"]}
+    os.environ.pop("NIGHTCAST_WAREHOUSE_URL", None)
+    os.environ.update(env)
+    subprocess.run(
+        [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
+        check=True,
+        capture_output=True,
+        env=os.environ.copy(),
+    )
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert bag.import_errors == {}
+    demo_erp.generate(
+        connection_url("nightcast_demo_erp"),
+        size="tiny",
+        start=HISTORY[0],
+        end=HISTORY[1],
+        seed=7,
+        replace=True,
+    )
+    nightly, weekly = bag.dags["erp_forecast_nightly"], bag.dags["forecast_retrain_weekly"]
+    for t in [*nightly.tasks, *weekly.tasks]:
+        t.retries = 0
+    for night in (NIGHT1, NIGHT2):
+        demo_erp.advance(connection_url("nightcast_demo_erp"), night)
+        run(nightly, night, 2)
+    yield nightly, weekly
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def run(dag: Any, day: date, hour: int) -> None:
+    dr = dag.test(logical_date=datetime(day.year, day.month, day.day, hour, tzinfo=UTC))
+    assert str(dr.state) in ("success", "DagRunState.SUCCESS"), f"{dag.dag_id} {day}: {dr.state}"
+
+
+def query(sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    with open_warehouse(get_settings().warehouse_url, ensure=False) as wh:
+        return wh.fetchall(sql, params or [])
+
+
+def statuses() -> dict[str, str]:
+    return {v: s for v, s in query("select model_version, status from forecast.model_registry")}
+
+
+def test_a_winning_challenger_becomes_champion_and_the_old_one_fallback(
+    dags: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, weekly = dags
+    (first,) = [v for v, s in statuses().items() if s == "champion"]
+    # The first champion was trained on data up to night 1 (it saw the holdout):
+    # accept any sane challenger that is not more than twice as bad.
+    monkeypatch.setenv("NIGHTCAST_PROMOTION_MARGIN", "-1")
+    run(weekly, WEEK1, 3)
+
+    reg = statuses()
+    (challenger,) = [v for v in reg if v != first]
+    assert reg == {first: "fallback", challenger: "champion"}
+    (until, reason) = query(
+        "select fallback_until, status_reason from forecast.model_registry where model_version = ?",
+        [first],
+    )[0]
+    assert until == WEEK1 + timedelta(days=14) and challenger in reason
+    (holdout_start, train_end, metrics, artifact, checksum) = query(
+        "select holdout_start, train_end, metrics, artifact_path, checksum "
+        "from forecast.model_registry where model_version = ?",
+        [challenger],
+    )[0]
+    assert train_end <= holdout_start, "the challenger saw the holdout"
+    assert '"wape"' in metrics and first in metrics
+    from nightcast.forecasting.registry import artifact_checksum
+
+    assert artifact_checksum(Path(artifact)) == checksum
+    # Both models were scored on the same windows.
+    evals = query(
+        "select role, model_version, cutoffs, holdout_start, holdout_end, decision, rows_evaluated "
+        "from forecast.model_evaluations where run_date = ? order by role",
+        [WEEK1],
+    )
+    assert [(e[0], e[1]) for e in evals] == [("challenger", challenger), ("champion", first)]
+    assert evals[0][2:] == evals[1][2:] and evals[0][5] == "promoted" and evals[0][6] > 0
+
+
+def test_rerunning_the_weekly_run_leaves_the_same_registry_rows(dags: Any) -> None:
+    _, weekly = dags
+    before = query(REGISTRY), query("select * from forecast.model_evaluations order by 1, 2")
+    events = query("select count(*) from forecast.model_events")
+    run(weekly, WEEK1, 3)
+    after = query(REGISTRY), query("select * from forecast.model_evaluations order by 1, 2")
+    assert after == before
+    assert query("select count(*) from forecast.model_events") == events
+
+
+def test_a_challenger_that_does_not_win_by_the_margin_is_rejected(
+    dags: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, weekly = dags
+    before = statuses()
+    monkeypatch.setenv("NIGHTCAST_PROMOTION_MARGIN", "0.99")
+    run(weekly, WEEK2, 3)
+    reg = statuses()
+    (new,) = set(reg) - set(before)
+    assert reg == {**before, new: "rejected"}
+    (reason,) = query(
+        "select status_reason from forecast.model_registry where model_version = ?", [new]
+    )[0]
+    assert "x (1 - 0.99)" in reason, reason
+
+
+def test_rollback_is_one_command_and_the_nightly_run_follows_it(
+    dags: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nightly, _ = dags
+    from nightcast.cli import main
+
+    reg = statuses()
+    (fallback,) = [v for v, s in reg.items() if s == "fallback"]
+    (current,) = [v for v, s in reg.items() if s == "champion"]
+    assert main(["model", "rollback", "--as-of", (WEEK2 + timedelta(days=1)).isoformat()]) == 0
+    reg = statuses()
+    assert reg[fallback] == "champion" and reg[current] == "retired"
+    # No fallback left: a second rollback refuses.
+    assert main(["model", "rollback", "--as-of", WEEK2.isoformat()]) == 1
+    assert main(["model", "list"]) == 0
+
+    (rejected,) = [v for v, s in reg.items() if s == "rejected"]
+
+    monkeypatch.setenv("NIGHTCAST_SHADOW", "1")
+    demo_erp.advance(connection_url("nightcast_demo_erp"), NIGHT3)
+    run(nightly, NIGHT3, 2)
+    assert query("select model_version from forecast.runs where run_date = ?", [NIGHT3]) == [
+        (fallback,)
+    ]
+    assert query("select distinct model_version from marts.forecast_latest") == [(fallback,)]
+    # Shadow mode: the latest challenger (rejected in week 2) forecast the same grain aside.
+    shadow = query(
+        "select model_version, count(*) from forecast.shadow_forecasts where run_date = ? group by 1",
+        [NIGHT3],
+    )
+    served = query("select count(*) from forecast.forecasts where run_date = ?", [NIGHT3])[0][0]
+    assert shadow == [(rejected, served)]

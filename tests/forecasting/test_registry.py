@@ -1,0 +1,222 @@
+"""Model registry: the promotion decision, status transitions, rollback and manual promotion."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from conftest import make_demand
+
+from nightcast.forecasting import ForecastModel
+from nightcast.forecasting.lifecycle import (
+    Decision,
+    HoldoutMetrics,
+    PromotionPolicy,
+    apply_decision,
+    decide_promotion,
+    format_table,
+    promote,
+    rollback,
+)
+from nightcast.forecasting.registry import (
+    RegistryError,
+    champion,
+    register,
+    registry_rows,
+    save_and_register,
+)
+from nightcast.warehouse.base import Warehouse, open_warehouse
+
+POLICY = PromotionPolicy(margin=0.02, coverage_low=0.6, coverage_high=0.95)
+D1, D2, D3 = date(2025, 5, 4), date(2025, 5, 11), date(2025, 5, 18)
+
+
+def metrics(wape: float, coverage: float = 0.8, nan: int = 0, negative: int = 0) -> HoldoutMetrics:
+    return HoldoutMetrics(
+        rows=100, wape=wape, bias=0.0, coverage=coverage, nan_values=nan, negative_p50=negative
+    )
+
+
+# ---------------------------------------------------------------------- decision logic
+def test_wins_by_the_margin_is_promoted() -> None:
+    d = decide_promotion(metrics(0.40), metrics(0.50), POLICY)
+    assert d.promote and "<=" in d.reason
+    # exactly at the bar (0.5 x 0.98 = 0.49) still wins
+    assert decide_promotion(metrics(0.49), metrics(0.50), POLICY).promote
+
+
+def test_wins_by_less_than_the_margin_is_rejected() -> None:
+    d = decide_promotion(metrics(0.495), metrics(0.50), POLICY)
+    assert not d.promote and "champion 0.5000" in d.reason
+    assert not decide_promotion(metrics(0.60), metrics(0.50), POLICY).promote
+
+
+@pytest.mark.parametrize(
+    ("challenger", "why"),
+    [
+        (metrics(0.1, nan=3), "NaN"),
+        (metrics(0.1, negative=1), "negative P50"),
+        (metrics(0.1, coverage=0.4), "coverage"),
+        (metrics(0.1, coverage=0.99), "coverage"),
+        (metrics(0.1, coverage=math.nan), "coverage"),
+        (metrics(math.nan), "WAPE is undefined"),
+    ],
+)
+def test_insane_challenger_is_rejected_even_when_it_wins(
+    challenger: HoldoutMetrics, why: str
+) -> None:
+    for incumbent in (metrics(0.9), None):
+        d = decide_promotion(challenger, incumbent, POLICY)
+        assert not d.promote and why in d.reason and "sanity" in d.reason
+
+
+def test_no_champion_promotes_a_sane_challenger() -> None:
+    d = decide_promotion(metrics(0.9), None, POLICY)
+    assert d.promote and "no comparable champion" in d.reason
+
+
+def test_policy_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert PromotionPolicy.from_env() == POLICY
+    monkeypatch.setenv("NIGHTCAST_PROMOTION_MARGIN", "0.5")
+    monkeypatch.setenv("NIGHTCAST_COVERAGE_MIN", "0.7")
+    monkeypatch.setenv("NIGHTCAST_COVERAGE_MAX", "0.9")
+    assert PromotionPolicy.from_env() == PromotionPolicy(0.5, 0.7, 0.9)
+    assert not decide_promotion(metrics(0.4), metrics(0.5), PromotionPolicy.from_env()).promote
+
+
+# ---------------------------------------------------------------------- statuses in the warehouse
+@pytest.fixture(scope="module")
+def model() -> ForecastModel:
+    df = make_demand(n_series=4, n_days=120)
+    return ForecastModel(params={"num_iterations": 5}, horizon=7).fit(df)
+
+
+@pytest.fixture
+def wh(tmp_path: Path) -> Iterator[Warehouse]:
+    with open_warehouse(f"duckdb:///{tmp_path / 'wh.duckdb'}") as w:
+        yield w
+
+
+def statuses(wh: Warehouse) -> dict[str, str]:
+    return dict(wh.fetchall("select model_version, status from forecast.model_registry"))
+
+
+def fallback_until(wh: Warehouse, version: str) -> date | None:
+    row = wh.fetchone(
+        "select fallback_until from forecast.model_registry where model_version = ?", [version]
+    )
+    assert row is not None
+    return row[0]
+
+
+def challenger(wh: Warehouse, model: ForecastModel, tmp_path: Path, day: date) -> str:
+    return register(
+        wh, model, tmp_path / "models", day, "challenger", holdout_start=day - timedelta(days=35)
+    )
+
+
+def decide(wh: Warehouse, day: date, version: str, promote_it: bool) -> None:
+    with wh.transaction():
+        apply_decision(wh, day, version, Decision(promote_it, "test"))
+
+
+def test_promotion_keeps_the_old_champion_as_fallback_for_14_days(
+    wh: Warehouse, model: ForecastModel, tmp_path: Path
+) -> None:
+    first = save_and_register(wh, model, tmp_path / "models", date(2025, 5, 1))
+    with pytest.raises(RegistryError, match="champion is registered already"):
+        save_and_register(wh, model, tmp_path / "models", date(2025, 5, 2))
+    c1 = challenger(wh, model, tmp_path, D1)
+    assert statuses(wh) == {first: "champion", c1: "challenger"}
+    decide(wh, D1, c1, True)
+    assert statuses(wh) == {first: "fallback", c1: "champion"}
+    assert fallback_until(wh, first) == D1 + timedelta(days=14)
+
+    c2 = challenger(wh, model, tmp_path, D2)
+    decide(wh, D2, c2, False)
+    assert statuses(wh) == {first: "fallback", c1: "champion", c2: "rejected"}
+
+    c3 = challenger(wh, model, tmp_path, D3 + timedelta(days=1))
+    decide(wh, D3 + timedelta(days=1), c3, True)  # 15 days after D1: the first fallback expired
+    assert statuses(wh) == {first: "retired", c1: "fallback", c2: "rejected", c3: "champion"}
+    events = wh.fetchall(
+        "select action, model_version, from_status, to_status from forecast.model_events "
+        "where model_version = ? order by event_at",
+        [first],
+    )
+    assert [e[3] for e in events] == ["champion", "fallback", "retired"]
+    table = format_table(registry_rows(wh))
+    assert c3 in table and "retired" in table
+
+
+def test_rollback_makes_the_fallback_champion_and_retires_the_champion(
+    wh: Warehouse, model: ForecastModel, tmp_path: Path
+) -> None:
+    first = save_and_register(wh, model, tmp_path / "models", date(2025, 5, 1))
+    c1 = challenger(wh, model, tmp_path, D1)
+    decide(wh, D1, c1, True)
+    done = rollback(wh, today=D1 + timedelta(days=3))
+    assert done == {"champion": first, "retired": c1}
+    assert statuses(wh) == {first: "champion", c1: "retired"}
+    (reason,) = wh.fetchone(
+        "select status_reason from forecast.model_registry where model_version = ?", [c1]
+    ) or ("",)
+    assert reason == "rolled back"
+    assert champion(wh) is not None and champion(wh)[0] == first  # type: ignore[index]
+    with pytest.raises(RegistryError, match="no fallback"):
+        rollback(wh, today=D1 + timedelta(days=3))
+
+
+def test_rollback_refuses_without_a_fallback_or_after_14_days(
+    wh: Warehouse, model: ForecastModel, tmp_path: Path
+) -> None:
+    first = save_and_register(wh, model, tmp_path / "models", date(2025, 5, 1))
+    with pytest.raises(RegistryError, match="no fallback"):
+        rollback(wh, today=D1)
+    c1 = challenger(wh, model, tmp_path, D1)
+    decide(wh, D1, c1, True)
+    with pytest.raises(RegistryError, match="expired"):
+        rollback(wh, today=D1 + timedelta(days=15))
+    with pytest.raises(RegistryError, match="not a fallback"):
+        rollback(wh, to=c1, today=D1)
+    assert statuses(wh) == {first: "fallback", c1: "champion"}  # nothing changed
+    assert rollback(wh, to=first, today=D1 + timedelta(days=14))["champion"] == first
+
+
+def test_manual_promotion_is_recorded(wh: Warehouse, model: ForecastModel, tmp_path: Path) -> None:
+    first = save_and_register(wh, model, tmp_path / "models", date(2025, 5, 1))
+    c1 = challenger(wh, model, tmp_path, D1)
+    decide(wh, D1, c1, False)
+    promote(wh, c1, reason="ops override", today=D2)
+    assert statuses(wh) == {first: "fallback", c1: "champion"}
+    assert fallback_until(wh, first) == D2 + timedelta(days=14)
+    (action, reason) = wh.fetchall(
+        "select action, reason from forecast.model_events where model_version = ? "
+        "order by event_at desc limit 1",
+        [c1],
+    )[0]
+    assert action == "promote" and "ops override" in reason
+    with pytest.raises(RegistryError, match="champion already"):
+        promote(wh, c1, today=D2)
+    with pytest.raises(RegistryError, match="not in"):
+        promote(wh, "m-nope", today=D2)
+
+
+def test_old_registry_gets_the_new_columns(tmp_path: Path) -> None:
+    url = f"duckdb:///{tmp_path / 'old.duckdb'}"
+    with open_warehouse(url, ensure=False) as w:
+        w.execute("create schema forecast")
+        w.execute(
+            "create table forecast.model_registry (model_version varchar primary key, "
+            "trained_for_run date, train_start date, train_end date, rows_trained bigint, "
+            "series_count integer, params varchar, features varchar, metrics varchar, "
+            "artifact_path varchar, checksum varchar, code_version varchar, status varchar, "
+            "registered_at timestamp)"
+        )
+    with open_warehouse(url) as w:
+        rows = registry_rows(w)
+        assert rows == []
+        assert "fallback_until" in w.columns("forecast.model_registry")
