@@ -12,7 +12,8 @@ for the next 28 days → load forecasts for D → publish (BI's
 `marts.forecast_freshness` says stale and why. The failing task's log names the
 source, table, column, row and value. Fix the cause, then *Clear* the failed task
 (with downstream) in the UI; every task rewrites only run D's partition, so
-reruns and backfills are safe. CLI: `airflow tasks clear erp_forecast_nightly -t <task> -s D -e D -y`.
+reruns and backfills are safe. CLI (the failure alert prints it filled in):
+`airflow tasks clear erp_forecast_nightly -t '^<task>$' -d -s <D>T02:00:00+00:00 -e <D>T02:00:00+00:00 -y`.
 """
 
 from __future__ import annotations

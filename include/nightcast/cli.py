@@ -6,7 +6,7 @@ import argparse
 import logging
 import os
 import sys
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 from nightcast.env import embedded_defaults, render_dotenv
@@ -187,6 +187,50 @@ def cmd_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from nightcast.audit import find_publications, format_publications
+    from nightcast.config import get_settings
+    from nightcast.warehouse.base import open_warehouse
+
+    _apply_defaults()
+    with open_warehouse(get_settings().warehouse_url) as wh:
+        rows = find_publications(
+            wh,
+            run_date=args.run_date,
+            item=args.item,
+            location=args.location,
+            forecast_date=args.date,
+        )
+    print(format_publications(rows))
+    return 0 if rows else 1
+
+
+def cmd_deadline_check(args: argparse.Namespace) -> int:
+    """Exit 0: published or not yet due; 1: the deadline for D was missed (alerted once)."""
+    from datetime import UTC, datetime
+
+    from nightcast.config import get_settings
+    from nightcast.monitoring.alerts import check_deadline, deadline_status, latest_due_run_date
+
+    _apply_defaults()
+    settings = get_settings()
+    now = args.now or datetime.now(UTC)
+    day = args.run_date or latest_due_run_date(settings, now)
+    alert = check_deadline(settings, day, now)
+    status = deadline_status(settings, day, now)
+    print(status.describe())
+    if alert is not None:
+        print(f"alert {alert.alert_id} raised (delivered to {','.join(alert.delivered_to)})")
+    return 1 if status.missed else 0
+
+
+def _datetime(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO datetime: {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nightcast", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -265,6 +309,26 @@ def build_parser() -> argparse.ArgumentParser:
     for mx in (mr, mp):
         mx.add_argument("--as-of", type=_date, help="the day of the action (default: today)")
     m.set_defaults(func=cmd_model)
+
+    au = sub.add_parser("audit", help="query the append-only audit trail of published forecasts")
+    ausub = au.add_subparsers(dest="action", required=True)
+    aus = ausub.add_parser(
+        "show",
+        help="the publication events (model, inputs, checksums) behind a run or a forecast",
+    )
+    aus.add_argument("--run-date", type=_date, help="the run (business day) that published")
+    aus.add_argument("--item", metavar="ID", help="canonical item id (source:native id)")
+    aus.add_argument("--location", metavar="ID", help="canonical location id")
+    aus.add_argument("--date", type=_date, help="the forecast date")
+    au.set_defaults(func=cmd_audit)
+
+    dl = sub.add_parser(
+        "deadline-check",
+        help="alert once if run date D is not published by NIGHTCAST_PUBLISH_DEADLINE (exit 1)",
+    )
+    dl.add_argument("--run-date", type=_date, help="D (default: the latest one already due)")
+    dl.add_argument("--now", type=_datetime, help="ISO time to check at (default: now)")
+    dl.set_defaults(func=cmd_deadline_check)
 
     bt = sub.add_parser(
         "backtest", help="rolling-origin backtest of the engine and baselines on a CSV/Parquet file"

@@ -32,26 +32,36 @@ def run_date(context: Any) -> date:
     return logical.in_timezone(tz).date() if hasattr(logical, "in_timezone") else logical.date()
 
 
+def _logical_iso(context: Any) -> str:
+    logical = context.get("logical_date")
+    if logical is None:
+        return ""
+    return logical.isoformat() if hasattr(logical, "isoformat") else str(logical)
+
+
 def on_task_failure(context: Any) -> None:
-    """Mark the run failed (BI's freshness view turns stale) and say how to rerun."""
-    ti = context.get("task_instance") or context.get("ti")
-    err = context.get("exception")
-    first_line = str(err).splitlines()[0] if err else "unknown error"
-    day = run_date(context)
-    task_id = getattr(ti, "task_id", "?")
-    message = f"{task_id} failed: {first_line}"
-    log.error(
-        "Nightcast run %s failed in task %s: %s. BI keeps the last published forecast. "
-        "Fix the cause, then clear the task in the Airflow UI (or run "
-        "`airflow tasks clear %s -t %s -s %s -e %s -y`) to rerun it and everything downstream.",
-        day,
-        task_id,
-        first_line,
-        NIGHTLY_DAG_ID,
-        task_id,
-        day,
-        day,
-    )
+    """Mark the run failed (BI's freshness view turns stale) and page on-call with the rerun.
+
+    The alert goes to the task log and ``ops.alerts`` always, and to the webhook/email
+    when configured (``nightcast.monitoring.alerts``). Never raises: a callback error
+    must not hide the original failure.
+    """
+    try:
+        ti = context.get("task_instance") or context.get("ti")
+        dag = context.get("dag")
+        dag_id = getattr(ti, "dag_id", None) or getattr(dag, "dag_id", None) or NIGHTLY_DAG_ID
+        task_id = getattr(ti, "task_id", "?")
+        err = context.get("exception")
+        day = run_date(context)
+    except Exception:
+        log.exception("on_task_failure: unusable callback context")
+        return
+    try:
+        from nightcast.monitoring.alerts import first_line
+
+        message = f"{task_id} failed: {first_line(err)}"
+    except Exception:
+        message = f"{task_id} failed"
     try:
         from nightcast.config import get_settings
         from nightcast.pipeline.stages import fail_run
@@ -59,3 +69,21 @@ def on_task_failure(context: Any) -> None:
         fail_run(get_settings(), day, message)
     except Exception:  # the callback must never hide the original failure
         log.exception("could not record the failure in forecast.runs")
+    if task_id == "validate":  # the data-quality gate held the run back: an audited decision
+        try:
+            from nightcast.audit import record_held_back
+            from nightcast.pipeline.stages import warehouse
+
+            with warehouse(get_settings()) as wh, wh.transaction():
+                record_held_back(wh, day, message)
+        except Exception:
+            log.exception("could not record the held-back decision in audit.publications")
+    try:
+        from nightcast.config import get_settings
+        from nightcast.monitoring.alerts import raise_alert, task_failed_alert
+
+        raise_alert(
+            get_settings(), task_failed_alert(dag_id, task_id, day, _logical_iso(context), err)
+        )
+    except Exception:
+        log.exception("could not raise the failure alert")

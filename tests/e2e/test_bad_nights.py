@@ -143,6 +143,9 @@ def test_clean_first_night_publishes(nights: Nights) -> None:
         ("published",)
     ]
     assert query("select is_stale from marts.forecast_freshness") == [(False,)]
+    assert query("select decision from audit.publications where run_date = ?", [NIGHT1]) == [
+        ("published",)
+    ]
 
 
 def test_negative_quantities_stop_the_run_at_the_gate(nights: Nights) -> None:
@@ -167,6 +170,9 @@ def test_negative_quantities_stop_the_run_at_the_gate(nights: Nights) -> None:
         [day],
     )
     assert ("order_lines", "expect_column_values_to_be_between", "quantity", "critical") in failed
+    # The gate's decision is audited, append-only.
+    held = query("select decision, reason from audit.publications where run_date = ?", [day])
+    assert [d for d, _ in held] == ["held_back"] and "Data-quality gate failed" in held[0][1]
 
 
 def test_renamed_column_fails_the_extract_and_records_drift(nights: Nights) -> None:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from nightcast.audit import record_override
 from nightcast.forecasting.registry import (
     RegistryError,
     as_date,
@@ -219,6 +220,14 @@ def rollback(wh: Warehouse, to: str | None = None, today: date | None = None) ->
             "update forecast.model_registry set fallback_until = null where model_version = ?",
             [target],
         )
+        record_override(
+            wh,
+            "rollback",
+            model_version=target,
+            run_date=today,
+            reason=f"rolled back from {current[0] if current else 'no champion'}",
+            now=now,
+        )
     log.info("rollback: %s is champion again (was %s)", target, current[0] if current else None)
     return {"champion": target, "retired": current[0] if current else None}
 
@@ -261,6 +270,7 @@ def promote(
             "update forecast.model_registry set fallback_until = null where model_version = ?",
             [version],
         )
+        record_override(wh, "promote", model_version=version, run_date=today, reason=why, now=now)
     log.info("promote: %s is champion (was %s)", version, current[0] if current else None)
     return {"champion": version, "fallback": current[0] if current else None}
 

@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from nightcast.audit import record_publication
 from nightcast.config import Settings
 from nightcast.forecasting import ForecastModel
 from nightcast.forecasting.registry import (
@@ -287,6 +288,8 @@ def publish(settings: Settings, run_date: date) -> dict[str, Any]:
             [datetime.now(), run_date],
         )
         record_task(wh, run_date, "publish", rows_out=int(row[1]), seconds=0.0)
+        # The append-only audit row commits with the publication, or neither does.
+        record_publication(wh, run_date, "published", actor="pipeline")
     log.info(
         "published run %s (%d forecast rows): marts.forecast_latest now shows it", run_date, row[1]
     )

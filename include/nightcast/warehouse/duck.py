@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -22,6 +23,24 @@ from nightcast.warehouse.base import Warehouse
 from nightcast.warehouse.schema import ALL_TABLES, SCHEMAS
 
 log = logging.getLogger("nightcast.warehouse")
+
+# DuckDB has no triggers: statements through ``DuckWarehouse`` that would change or
+# remove rows of the append-only ``audit`` tables are refused here instead.
+_AUDIT_CHANGE = re.compile(
+    r"^\s*(update|delete\s+from|truncate(\s+table)?|insert\s+or\s+replace\s+into|drop\s+table"
+    r"(\s+if\s+exists)?|alter\s+table)\s+\"?audit\"?\s*\.",
+    re.IGNORECASE,
+)
+
+
+def refuse_audit_change(sql: str) -> None:
+    """Raise if ``sql`` would update, delete or truncate an ``audit`` table (append-only)."""
+    if _AUDIT_CHANGE.match(sql):
+        raise PermissionError(
+            f"the audit schema is append-only: refused {sql.strip().split(None, 1)[0].upper()} "
+            f"on an audit table ({sql.strip()[:80]!r})"
+        )
+
 
 # Another task (or a BI client) may hold the single-writer lock for a moment.
 LOCK_WAIT_SECONDS = 120.0
@@ -50,7 +69,11 @@ def connect(path: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyC
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the pipeline-owned schemas and tables if they do not exist."""
+    """Create the pipeline-owned schemas and tables if they do not exist.
+
+    DuckDB has no triggers: the ``audit`` tables are append-only by the writer
+    (``nightcast.audit`` only INSERTs; ``tests/audit`` checks it), not by the database.
+    """
     for schema in SCHEMAS:
         con.execute(f"create schema if not exists {schema}")
     for schema, tables in ALL_TABLES.items():
@@ -152,6 +175,7 @@ class DuckWarehouse(Warehouse):
         self.con = self._cm.__enter__()
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        refuse_audit_change(sql)
         self.con.execute(sql, list(params))
 
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -175,9 +199,17 @@ class DuckWarehouse(Warehouse):
         return insert_arrow(self.con, qualified, data)
 
     def upsert_arrow(self, qualified: str, data: pa.Table, key: str) -> int:
+        if qualified.split(".")[0] == "audit":
+            raise PermissionError(
+                f"the audit schema is append-only: refused upsert_arrow on {qualified}"
+            )
         return upsert_arrow(self.con, qualified, data, key)
 
     def replace_partition(self, qualified: str, column: str, value: Any, data: pa.Table) -> int:
+        if qualified.split(".")[0] == "audit":
+            raise PermissionError(
+                f"the audit schema is append-only: refused replace_partition on {qualified}"
+            )
         self.con.execute(f'delete from {qualified} where "{column}" = ?', [value])
         return insert_arrow(self.con, qualified, data)
 

@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from nightcast.warehouse.base import Warehouse
-from nightcast.warehouse.schema import ALL_TABLES, PARTITIONED, SCHEMAS
+from nightcast.warehouse.schema import ALL_TABLES, AUDIT_TABLES, PARTITIONED, SCHEMAS
 
 log = logging.getLogger("nightcast.warehouse")
 
@@ -36,6 +36,15 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "boolean": pa.bool_(),
 }
 _QMARK = re.compile(r"\?")
+# Raised by the audit tables' triggers: the audit trail is append-only.
+_REJECT_CHANGE_FUNCTION = """
+create or replace function audit.reject_change() returns trigger language plpgsql as $body$
+begin
+    raise exception 'audit.% is append-only: % refused', tg_table_name, tg_op
+        using errcode = 'insufficient_privilege';
+end
+$body$
+"""
 
 
 def _numbered(sql: str) -> str:
@@ -108,6 +117,38 @@ class PostgresWarehouse(Warehouse):
                 part = PARTITIONED.get(qualified)
                 suffix = f" partition by list ({part})" if part else ""
                 self.execute(f"create table if not exists {qualified} ({ddl}){suffix}")
+        self._ensure_append_only()
+
+    def _ensure_append_only(self) -> None:
+        """The ``audit`` tables refuse UPDATE, DELETE and TRUNCATE (idempotent)."""
+        if not self.fetchone(
+            "select 1 from pg_proc p join pg_namespace n on n.oid = p.pronamespace "
+            "where n.nspname = 'audit' and p.proname = 'reject_change'"
+        ):
+            self.execute(_REJECT_CHANGE_FUNCTION)
+        for table in AUDIT_TABLES:
+            qualified = f"audit.{table}"
+            have = {
+                r[0]
+                for r in self.fetchall(
+                    "select t.tgname from pg_trigger t join pg_class c on c.oid = t.tgrelid "
+                    "join pg_namespace n on n.oid = c.relnamespace "
+                    "where n.nspname = 'audit' and c.relname = ?",
+                    [table],
+                )
+            }
+            if f"{table}_append_only" not in have:
+                self.execute(
+                    f"create trigger {table}_append_only before update or delete on {qualified} "
+                    "for each row execute function audit.reject_change()"
+                )
+            if f"{table}_no_truncate" not in have:
+                self.execute(
+                    f"create trigger {table}_no_truncate before truncate on {qualified} "
+                    "for each statement execute function audit.reject_change()"
+                )
+                # Once, with the trigger: a GRANT/REVOKE on every open would race between tasks.
+                self.execute(f"revoke update, delete, truncate on {qualified} from public")
 
     # -- bulk writes ------------------------------------------------------------
     def _arrow_for(self, qualified: str, data: pa.Table) -> pa.Table:

@@ -245,6 +245,51 @@ OPS_TABLES: dict[str, str] = {
         finished_at timestamp,
         primary key (run_date, task, source, table_name)
     """,
+    # Every on-call alert raised (nightcast.monitoring.alerts): failed tasks, missed
+    # publish deadlines, DQ warnings; ``delivered_to`` lists the channels that worked.
+    "alerts": """
+        alert_id varchar not null primary key,
+        raised_at timestamp not null,
+        run_date date not null,
+        kind varchar not null,
+        dag_id varchar not null,
+        task_id varchar,
+        severity varchar not null,
+        message varchar not null,
+        rerun_hint varchar,
+        delivered_to varchar not null,
+        delivery_errors varchar
+    """,
+}
+
+# Append-only audit trail (PostgreSQL: triggers reject UPDATE/DELETE/TRUNCATE; DuckDB: the
+# only writer, ``nightcast.audit``, issues INSERTs only). See ``nightcast/audit``.
+AUDIT_TABLES: dict[str, str] = {
+    # One row per publish decision of a run: published, held back by the gate, rolled back.
+    "publications": """
+        event_id varchar not null primary key,
+        run_date date not null,
+        decided_at timestamp not null,
+        decision varchar not null,
+        model_version varchar,
+        model_params varchar,
+        code_version varchar,
+        input_snapshot varchar,
+        forecast_rows bigint,
+        forecast_checksum varchar,
+        actor varchar not null,
+        reason varchar
+    """,
+    # Human overrides (manual promotion, rollback): who, what and why.
+    "overrides": """
+        event_id varchar not null primary key,
+        recorded_at timestamp not null,
+        actor varchar not null,
+        action varchar not null,
+        model_version varchar,
+        run_date date,
+        reason varchar
+    """,
 }
 
 # Tables whose rows for one value of a column are replaced as a unit; on
@@ -255,4 +300,5 @@ ALL_TABLES: dict[str, dict[str, str]] = {
     "raw": CANONICAL_TABLES,
     "forecast": FORECAST_TABLES,
     "ops": OPS_TABLES,
+    "audit": AUDIT_TABLES,
 }

@@ -1,0 +1,1 @@
+"""Alerting: on-call messages for failed tasks and missed publish deadlines."""

@@ -1,0 +1,318 @@
+"""On-call alerts: always to the log and ``ops.alerts``; to a webhook and email when configured.
+
+Configuration (environment, all optional):
+
+- ``NIGHTCAST_ALERT_WEBHOOK_URL``: a Slack-compatible incoming webhook (JSON ``{"text": ...}``);
+- ``NIGHTCAST_ALERT_EMAIL_TO`` (comma-separated) with ``NIGHTCAST_SMTP_HOST``,
+  ``NIGHTCAST_SMTP_PORT`` (25) and ``NIGHTCAST_ALERT_EMAIL_FROM`` (``nightcast@localhost``);
+- ``NIGHTCAST_PUBLISH_DEADLINE``: ``HH:MM`` on D+1 in ``NIGHTCAST_TIMEZONE`` by which
+  the forecasts for D must be published (``06:30``).
+
+Delivery never raises: a channel that fails is logged and named in the row's
+``delivery_errors``; ``delivered_to`` lists the channels that worked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import smtplib
+import urllib.request
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
+from email.message import EmailMessage
+from zoneinfo import ZoneInfo
+
+from nightcast.config import Settings
+
+log = logging.getLogger("nightcast.alerts")
+
+NIGHTLY_DAG_ID = "erp_forecast_nightly"
+DEFAULT_DEADLINE = "06:30"
+HTTP_TIMEOUT_S = 5.0
+SMTP_TIMEOUT_S = 10.0
+
+
+def _now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One on-call alert; ``message()`` is what people read."""
+
+    kind: str  # 'task_failed' | 'deadline_missed' | 'dq_warning' | ...
+    run_date: date
+    dag_id: str
+    task_id: str
+    severity: str  # 'critical' | 'warning'
+    summary: str  # the error's first line, or what is wrong
+    rerun_hint: str  # exact CLI command and UI action
+    logical_date: str = ""
+    alert_id: str = field(default_factory=_new_id)
+    raised_at: datetime = field(default_factory=_now_utc)
+    delivered_to: tuple[str, ...] = ()
+    delivery_errors: tuple[str, ...] = ()
+
+    def message(self) -> str:
+        lines = [
+            f"[Nightcast {self.severity.upper()}] {self.kind}: {self.dag_id}"
+            f"{'.' + self.task_id if self.task_id else ''} for run date {self.run_date}",
+            f"DAG: {self.dag_id}",
+            f"Task: {self.task_id or '-'}",
+            f"Logical date: {self.logical_date or '-'} (run date {self.run_date})",
+            f"Error: {self.summary}",
+            self.rerun_hint,
+            "BI keeps serving the last published forecast (marts.forecast_freshness says stale).",
+        ]
+        return "\n".join(lines)
+
+
+def first_line(err: object) -> str:
+    """The first non-empty line of an error (what fits in a page)."""
+    for line in str(err or "").splitlines():
+        if line.strip():
+            return line.strip()[:500]
+    return type(err).__name__ if isinstance(err, BaseException) else "unknown error"
+
+
+def task_rerun_hint(dag_id: str, task_id: str, logical_date: str) -> str:
+    """Exact command and UI action that rerun one task and everything downstream of it.
+
+    ``-s/-e`` bound the run's logical date (a bare date would be midnight and miss the
+    02:00 run); ``-t`` is a regex, anchored so ``load`` does not also match ``load_forecasts``.
+    """
+    return (
+        f"Rerun (CLI): airflow tasks clear {dag_id} -t '^{task_id}$' -d "
+        f"-s {logical_date} -e {logical_date} -y\n"
+        f"Rerun (UI): Grid → {dag_id} → run of {logical_date} → task {task_id} → "
+        "Clear → with Downstream"
+    )
+
+
+def task_failed_alert(
+    dag_id: str, task_id: str, run_date: date, logical_date: str, error: object
+) -> Alert:
+    return Alert(
+        kind="task_failed",
+        run_date=run_date,
+        dag_id=dag_id,
+        task_id=task_id,
+        severity="critical",
+        summary=first_line(error),
+        rerun_hint=task_rerun_hint(dag_id, task_id, logical_date),
+        logical_date=logical_date,
+    )
+
+
+# --- delivery ---------------------------------------------------------------------------
+
+
+def _post_webhook(url: str, text: str) -> None:
+    body = json.dumps({"text": text}).encode()
+    req = urllib.request.Request(
+        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT_S) as resp:
+        if resp.status >= 300:
+            raise RuntimeError(f"webhook answered HTTP {resp.status}")
+
+
+def _send_email(to: list[str], alert: Alert) -> None:
+    msg = EmailMessage()
+    msg["Subject"] = (
+        f"[Nightcast {alert.severity}] {alert.kind} {alert.dag_id}"
+        f"{'.' + alert.task_id if alert.task_id else ''} {alert.run_date}"
+    )
+    msg["From"] = os.environ.get("NIGHTCAST_ALERT_EMAIL_FROM") or "nightcast@localhost"
+    msg["To"] = ", ".join(to)
+    msg.set_content(alert.message())
+    host = os.environ["NIGHTCAST_SMTP_HOST"]
+    port = int(os.environ.get("NIGHTCAST_SMTP_PORT") or 25)
+    with smtplib.SMTP(host, port, timeout=SMTP_TIMEOUT_S) as smtp:
+        smtp.send_message(msg)
+
+
+def _record(settings: Settings, alert: Alert) -> None:
+    from nightcast.pipeline.stages import warehouse
+
+    with warehouse(settings) as wh:
+        wh.execute(
+            "insert into ops.alerts (alert_id, raised_at, run_date, kind, dag_id, task_id, "
+            "severity, message, rerun_hint, delivered_to, delivery_errors) "
+            "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                alert.alert_id,
+                alert.raised_at.astimezone(UTC).replace(tzinfo=None),
+                alert.run_date,
+                alert.kind,
+                alert.dag_id,
+                alert.task_id,
+                alert.severity,
+                alert.message()[:4000],
+                alert.rerun_hint,
+                ",".join(alert.delivered_to),
+                "; ".join(alert.delivery_errors)[:2000] or None,
+            ],
+        )
+
+
+def raise_alert(settings: Settings, alert: Alert) -> Alert:
+    """Deliver ``alert`` to every configured channel; returns it with what was delivered.
+
+    Never raises: a failed channel is logged and recorded in ``ops.alerts.delivery_errors``.
+    """
+    delivered = ["log"]
+    errors: list[str] = []
+    text = alert.message()
+    level = logging.ERROR if alert.severity == "critical" else logging.WARNING
+    log.log(level, "%s", text)
+
+    url = os.environ.get("NIGHTCAST_ALERT_WEBHOOK_URL")
+    if url:
+        try:
+            _post_webhook(url, text)
+            delivered.append("webhook")
+        except Exception as err:
+            errors.append(f"webhook: {first_line(err)}")
+            log.warning("alert %s: webhook delivery failed: %s", alert.alert_id, err)
+
+    to = [a.strip() for a in (os.environ.get("NIGHTCAST_ALERT_EMAIL_TO") or "").split(",")]
+    to = [a for a in to if a]
+    if to and os.environ.get("NIGHTCAST_SMTP_HOST"):
+        try:
+            _send_email(to, alert)
+            delivered.append("email")
+        except Exception as err:
+            errors.append(f"email: {first_line(err)}")
+            log.warning("alert %s: email delivery failed: %s", alert.alert_id, err)
+
+    done = replace(alert, delivered_to=(*delivered, "table"), delivery_errors=tuple(errors))
+    try:
+        _record(settings, done)
+    except Exception as err:
+        log.exception("alert %s: could not write ops.alerts", alert.alert_id)
+        done = replace(
+            done,
+            delivered_to=tuple(delivered),
+            delivery_errors=(*errors, f"table: {first_line(err)}"),
+        )
+    return done
+
+
+# --- publish deadline -------------------------------------------------------------------
+
+
+def deadline_time() -> time:
+    raw = os.environ.get("NIGHTCAST_PUBLISH_DEADLINE") or DEFAULT_DEADLINE
+    try:
+        return time.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(f"NIGHTCAST_PUBLISH_DEADLINE must be HH:MM, not {raw!r}") from None
+
+
+def deadline_at(settings: Settings, run_date: date) -> datetime:
+    """When the forecasts for ``run_date`` must be published: D+1 at the deadline, local time."""
+    return datetime.combine(
+        run_date + timedelta(days=1), deadline_time(), tzinfo=ZoneInfo(settings.timezone)
+    )
+
+
+def latest_due_run_date(settings: Settings, now: datetime) -> date:
+    """The latest run date whose publish deadline has passed at ``now``."""
+    local = _aware(settings, now).astimezone(ZoneInfo(settings.timezone))
+    day = local.date() - timedelta(days=1)
+    return day if local >= deadline_at(settings, day) else day - timedelta(days=1)
+
+
+def _aware(settings: Settings, now: datetime) -> datetime:
+    return now if now.tzinfo else now.replace(tzinfo=ZoneInfo(settings.timezone))
+
+
+@dataclass(frozen=True)
+class DeadlineStatus:
+    run_date: date
+    deadline: datetime
+    due: bool
+    run_status: str | None  # forecast.runs.status for D (None: no run yet)
+    run_message: str | None
+    already_alerted: bool
+
+    @property
+    def missed(self) -> bool:
+        return self.due and self.run_status != "published"
+
+    def describe(self) -> str:
+        state = self.run_status or "no run"
+        if not self.due:
+            return f"run date {self.run_date}: deadline {self.deadline.isoformat()} not yet reached ({state})"
+        if not self.missed:
+            return f"run date {self.run_date}: published, deadline {self.deadline.isoformat()} met"
+        return (
+            f"run date {self.run_date}: NOT published by {self.deadline.isoformat()} ({state})"
+            + ("; alert already raised" if self.already_alerted else "")
+        )
+
+
+def deadline_status(settings: Settings, run_date: date, now: datetime) -> DeadlineStatus:
+    from nightcast.pipeline.stages import warehouse
+
+    due_at = deadline_at(settings, run_date)
+    with warehouse(settings) as wh:
+        row = wh.fetchone(
+            "select status, message from forecast.runs where run_date = ?", [run_date]
+        )
+        seen = wh.fetchone(
+            "select count(*) from ops.alerts where run_date = ? and kind = 'deadline_missed'",
+            [run_date],
+        )
+    return DeadlineStatus(
+        run_date=run_date,
+        deadline=due_at,
+        due=_aware(settings, now) >= due_at,
+        run_status=row[0] if row else None,
+        run_message=row[1] if row else None,
+        already_alerted=bool(seen and seen[0]),
+    )
+
+
+def deadline_rerun_hint(dag_id: str, run_date: date) -> str:
+    nxt = run_date + timedelta(days=1)
+    return (
+        f"Rerun (CLI): airflow tasks clear {dag_id} --only-failed -s {run_date} -e {nxt} -y "
+        f"(clears the failed tasks of the run that closes {run_date}; if there is no run, "
+        f"airflow dags trigger {dag_id} --logical-date <the run's logical date>)\n"
+        f"Rerun (UI): Grid → {dag_id} → run for {run_date} → failed task → Clear → with Downstream "
+        "(a running run: check the slow task's log)"
+    )
+
+
+def check_deadline(
+    settings: Settings, run_date: date, now: datetime, *, dag_id: str = NIGHTLY_DAG_ID
+) -> Alert | None:
+    """Raise a 'deadline_missed' alert if D is past its deadline and unpublished (once per D)."""
+    status = deadline_status(settings, run_date, now)
+    if not status.missed or status.already_alerted:
+        return None
+    with_msg = status.run_status or "no run recorded in forecast.runs"
+    if status.run_message:
+        with_msg += f": {first_line(status.run_message)}"
+    alert = Alert(
+        kind="deadline_missed",
+        run_date=run_date,
+        dag_id=dag_id,
+        task_id="",
+        severity="critical",
+        summary=(
+            f"forecasts for {run_date} not published by {status.deadline.isoformat()} "
+            f"(run status: {with_msg})"
+        ),
+        rerun_hint=deadline_rerun_hint(dag_id, run_date),
+    )
+    return raise_alert(settings, alert)

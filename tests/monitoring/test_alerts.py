@@ -1,0 +1,272 @@
+"""Alerts: webhook, email, ops.alerts, failure callback and the publish deadline."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, ClassVar
+
+import pytest
+
+from nightcast import cli, orchestration
+from nightcast.config import Settings, get_settings
+from nightcast.monitoring import alerts
+from nightcast.warehouse.base import open_warehouse
+
+D = date(2025, 5, 1)
+LOGICAL = datetime(2025, 5, 1, 2, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("NIGHTCAST_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("NIGHTCAST_WAREHOUSE_PATH", str(tmp_path / "wh.duckdb"))
+    monkeypatch.delenv("NIGHTCAST_WAREHOUSE_URL", raising=False)
+    monkeypatch.setenv("NIGHTCAST_TIMEZONE", "UTC")
+    for var in (
+        "NIGHTCAST_ALERT_WEBHOOK_URL",
+        "NIGHTCAST_ALERT_EMAIL_TO",
+        "NIGHTCAST_SMTP_HOST",
+        "NIGHTCAST_PUBLISH_DEADLINE",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    return get_settings()
+
+
+def rows(settings: Settings) -> list[dict[str, Any]]:
+    with open_warehouse(settings.warehouse_url) as wh:
+        df = wh.df("select * from ops.alerts order by raised_at")
+    return list(df.to_dict("records"))
+
+
+class Hook:
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.bodies: list[dict[str, Any]] = []
+
+
+@pytest.fixture
+def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Hook]:
+    hook = Hook(200)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            size = int(self.headers["Content-Length"])
+            hook.bodies.append(json.loads(self.rfile.read(size)))
+            self.send_response(hook.status)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv(
+        "NIGHTCAST_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{server.server_address[1]}/hook"
+    )
+    yield hook
+    server.shutdown()
+    server.server_close()
+
+
+def failed(error: str = "boom: column x\nTraceback line 2") -> alerts.Alert:
+    return alerts.task_failed_alert("erp_forecast_nightly", "load", D, LOGICAL.isoformat(), error)
+
+
+def test_message_names_everything() -> None:
+    text = failed().message()
+    for part in (
+        "DAG: erp_forecast_nightly",
+        "Task: load",
+        "2025-05-01T02:00:00+00:00",
+        "Error: boom: column x",
+        "airflow tasks clear erp_forecast_nightly -t '^load$' -d "
+        "-s 2025-05-01T02:00:00+00:00 -e 2025-05-01T02:00:00+00:00 -y",
+        "Grid → erp_forecast_nightly",
+        "Clear → with Downstream",
+    ):
+        assert part in text
+    assert "Traceback line 2" not in text
+
+
+def test_webhook_delivery_and_row(settings: Settings, webhook: Hook) -> None:
+    done = alerts.raise_alert(settings, failed())
+    assert done.delivered_to == ("log", "webhook", "table")
+    assert len(webhook.bodies) == 1
+    text = webhook.bodies[0]["text"]
+    assert "erp_forecast_nightly" in text and "Task: load" in text
+    assert "2025-05-01" in text and "boom: column x" in text
+    assert "airflow tasks clear erp_forecast_nightly -t '^load$'" in text
+    [row] = rows(settings)
+    assert row["kind"] == "task_failed" and row["task_id"] == "load"
+    assert str(row["run_date"])[:10] == "2025-05-01"
+    assert row["delivered_to"] == "log,webhook,table"
+    assert row["delivery_errors"] is None
+    assert "airflow tasks clear" in row["rerun_hint"]
+
+
+def test_webhook_error_is_recorded_not_raised(settings: Settings, webhook: Hook) -> None:
+    webhook.status = 500
+    done = alerts.raise_alert(settings, failed())
+    assert done.delivered_to == ("log", "table")
+    [row] = rows(settings)
+    assert row["delivered_to"] == "log,table"
+    assert row["delivery_errors"].startswith("webhook:") and "500" in row["delivery_errors"]
+
+
+def test_webhook_refused_is_recorded(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    monkeypatch.setenv("NIGHTCAST_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{port}/")
+    done = alerts.raise_alert(settings, failed())
+    assert "webhook" not in done.delivered_to
+    assert rows(settings)[0]["delivery_errors"].startswith("webhook:")
+
+
+class FakeSMTP:
+    sent: ClassVar[list[Any]] = []
+    fail = False
+
+    def __init__(self, host: str, port: int, timeout: float) -> None:
+        if FakeSMTP.fail:
+            raise ConnectionRefusedError("smtp refused")
+        self.where = (host, port)
+
+    def __enter__(self) -> FakeSMTP:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def send_message(self, msg: Any) -> None:
+        FakeSMTP.sent.append((self.where, msg))
+
+
+def test_email_delivery(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    FakeSMTP.sent, FakeSMTP.fail = [], False
+    monkeypatch.setattr(alerts.smtplib, "SMTP", FakeSMTP)
+    monkeypatch.setenv("NIGHTCAST_ALERT_EMAIL_TO", "oncall@example.com, ops@example.com")
+    monkeypatch.setenv("NIGHTCAST_SMTP_HOST", "mail.local")
+    monkeypatch.setenv("NIGHTCAST_SMTP_PORT", "2525")
+    monkeypatch.setenv("NIGHTCAST_ALERT_EMAIL_FROM", "nightcast@example.com")
+    done = alerts.raise_alert(settings, failed())
+    assert done.delivered_to == ("log", "email", "table")
+    [(where, msg)] = FakeSMTP.sent
+    assert where == ("mail.local", 2525)
+    assert msg["To"] == "oncall@example.com, ops@example.com"
+    assert msg["From"] == "nightcast@example.com"
+    assert "load" in msg["Subject"] and "2025-05-01" in msg["Subject"]
+    assert "airflow tasks clear" in msg.get_content()
+
+    FakeSMTP.fail = True
+    done = alerts.raise_alert(settings, failed())
+    assert done.delivered_to == ("log", "table")
+    assert "smtp refused" in rows(settings)[-1]["delivery_errors"]
+
+
+def test_on_task_failure_alerts_and_fails_run(
+    settings: Settings, webhook: Hook, caplog: pytest.LogCaptureFixture
+) -> None:
+    from nightcast.pipeline.stages import start_run
+
+    start_run(settings, D)
+    context = {
+        "task_instance": SimpleNamespace(task_id="dbt_build", dag_id="erp_forecast_nightly"),
+        "exception": RuntimeError("dbt test failed: not_null_x\nmore"),
+        "logical_date": LOGICAL,
+    }
+    with caplog.at_level("ERROR", logger="nightcast.alerts"):
+        orchestration.on_task_failure(context)
+    assert "-t '^dbt_build$'" in caplog.text
+    with open_warehouse(settings.warehouse_url) as wh:
+        assert wh.fetchone("select status, message from forecast.runs where run_date = ?", [D]) == (
+            "failed",
+            "dbt_build failed: dbt test failed: not_null_x",
+        )
+    [row] = rows(settings)
+    assert (row["kind"], row["task_id"]) == ("task_failed", "dbt_build")
+    assert "dbt test failed: not_null_x" in webhook.bodies[0]["text"]
+
+
+def test_on_task_failure_never_raises(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
+    monkeypatch.setenv("NIGHTCAST_WAREHOUSE_URL", "nosuch://x")
+    orchestration.on_task_failure({"exception": ValueError("x"), "logical_date": LOGICAL})
+    orchestration.on_task_failure({})
+
+
+def publish(settings: Settings, day: date, status: str) -> None:
+    with open_warehouse(settings.warehouse_url) as wh:
+        wh.execute(
+            "insert into forecast.runs (run_date, status, horizon_days, message) values (?, ?, 28, ?)",
+            [day, status, "forecast failed: no data\nstack" if status == "failed" else None],
+        )
+
+
+def test_deadline_not_yet_due(settings: Settings) -> None:
+    assert alerts.check_deadline(settings, D, datetime(2025, 5, 2, 6, 29, tzinfo=UTC)) is None
+    assert rows(settings) == []
+
+
+def test_deadline_missed_once(settings: Settings) -> None:
+    publish(settings, D, "failed")
+    now = datetime(2025, 5, 2, 6, 30, tzinfo=UTC)
+    alert = alerts.check_deadline(settings, D, now)
+    assert alert is not None and alert.kind == "deadline_missed"
+    assert "not published by 2025-05-02T06:30:00+00:00" in alert.summary
+    assert "forecast failed: no data" in alert.summary
+    assert alerts.check_deadline(settings, D, datetime(2025, 5, 2, 7, 0, tzinfo=UTC)) is None
+    [row] = rows(settings)
+    assert row["kind"] == "deadline_missed" and "airflow tasks clear" in row["rerun_hint"]
+
+
+def test_deadline_published_no_alert(settings: Settings) -> None:
+    publish(settings, D, "published")
+    assert alerts.check_deadline(settings, D, datetime(2025, 5, 3, tzinfo=UTC)) is None
+    assert rows(settings) == []
+
+
+def test_deadline_configured_time_and_zone(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NIGHTCAST_PUBLISH_DEADLINE", "07:15")
+    monkeypatch.setenv("NIGHTCAST_TIMEZONE", "Europe/Paris")
+    s = get_settings()
+    assert alerts.deadline_at(s, D).isoformat() == "2025-05-02T07:15:00+02:00"
+    assert alerts.check_deadline(s, D, datetime(2025, 5, 2, 5, 14, tzinfo=UTC)) is None
+    assert alerts.check_deadline(s, D, datetime(2025, 5, 2, 5, 15, tzinfo=UTC)) is not None
+    assert alerts.latest_due_run_date(s, datetime(2025, 5, 2, 5, 14, tzinfo=UTC)) == date(
+        2025, 4, 30
+    )
+    assert alerts.latest_due_run_date(s, datetime(2025, 5, 2, 5, 15, tzinfo=UTC)) == D
+
+
+def test_cli_deadline_check(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        cli.main(
+            ["deadline-check", "--run-date", "2025-05-01", "--now", "2025-05-02T06:00:00+00:00"]
+        )
+        == 0
+    )
+    assert "not yet reached" in capsys.readouterr().out
+    assert cli.main(["deadline-check", "--now", "2025-05-02T06:31:00+00:00"]) == 1
+    out = capsys.readouterr().out
+    assert "run date 2025-05-01: NOT published" in out and "alert" in out
+    assert cli.main(["deadline-check", "--now", "2025-05-02T06:45:00+00:00"]) == 1
+    assert "already raised" in capsys.readouterr().out
+    assert len(rows(settings)) == 1
+    publish(settings, date(2025, 5, 2), "published")
+    assert (
+        cli.main(["deadline-check", "--run-date", "2025-05-02", "--now", "2025-05-04T00:00:00"])
+        == 0
+    )
+    assert "published, deadline" in capsys.readouterr().out
