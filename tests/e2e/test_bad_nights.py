@@ -10,26 +10,21 @@ clean night publishes again. DuckDB warehouse; the tests run in order and share 
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from _deployment import HISTORY, checksums, demo_deployment, query, run_dag
 
 from nightcast import demo_erp
-from nightcast.config import connection_url, get_settings
-from nightcast.warehouse.base import open_warehouse
+from nightcast.config import connection_url
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
-HISTORY = (date(2025, 1, 1), date(2025, 4, 30))
 NIGHT1 = date(2025, 5, 1)
 
 
@@ -47,57 +42,18 @@ class Nights:
             demo_erp.advance(connection_url("nightcast_demo_erp"), self.simulated)
 
     def run(self, day: date) -> str:
-        dr = self.dag.test(logical_date=datetime(day.year, day.month, day.day, 2, tzinfo=UTC))
-        return str(dr.state).rsplit(".", 1)[-1].lower()
+        return run_dag(self.dag, day)
 
 
 @pytest.fixture(scope="module")
 def nights(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nights]:
     data = tmp_path_factory.mktemp("bad-nights")
-    env = {
-        "NIGHTCAST_DATA_DIR": str(data),
-        "NIGHTCAST_WAREHOUSE_PATH": str(data / "warehouse.duckdb"),
-        "AIRFLOW_CONN_NIGHTCAST_DEMO_ERP": f"sqlite:///{data / 'erp.sqlite'}",
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    subprocess.run(
-        [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
-        check=True,
-        capture_output=True,
-        env=os.environ.copy(),
-    )
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(ROOT / "dags"))
-    assert bag.import_errors == {}
-    demo_erp.generate(
-        connection_url("nightcast_demo_erp"),
-        size="tiny",
-        start=HISTORY[0],
-        end=HISTORY[1],
-        seed=7,
-        replace=True,
-    )
-    dag = bag.dags["erp_forecast_nightly"]
-    for t in dag.tasks:  # a failure must surface at once, not after retry delays
-        t.retries = 0
-    yield Nights(dag, data / "erp.sqlite")
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
-def query(sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-    with open_warehouse(get_settings().warehouse_url, ensure=False) as wh:
-        return wh.fetchall(sql, params or [])
+    with demo_deployment(data) as dags:
+        yield Nights(dags["erp_forecast_nightly"], data / "erp.sqlite")
 
 
 def raw_checksums() -> dict[str, str]:
-    with open_warehouse(get_settings().warehouse_url, ensure=False) as wh:
-        return wh.checksums(("raw",))
+    return checksums(("raw",))
 
 
 def erp_sql(nights: Nights, *statements: str) -> None:

@@ -6,23 +6,27 @@ Every test runs twice: with the embedded DuckDB warehouse and with PostgreSQL
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _deployment import (
+    ROOT,
+    demo_deployment,
+    postgres_warehouse_env,
+    query,
+    run_dag,
+)
+from _deployment import checksums as deployment_checksums
+from _services import fresh_postgres_database
 
 from nightcast import demo_erp
 from nightcast.config import connection_url, get_settings
-from nightcast.warehouse.base import open_warehouse
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
-HISTORY = (date(2025, 1, 1), date(2025, 4, 30))
 NIGHT1 = date(2025, 5, 1)
 NIGHT2 = date(2025, 5, 2)
 # Columns that record wall-clock time, not data: they legitimately differ between attempts.
@@ -31,71 +35,23 @@ COMPARED_SCHEMAS = ("raw", "staging", "marts", "forecast", "ops")
 
 
 @pytest.fixture(scope="module", params=["duckdb", "postgres"])
-def nightly(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    data = tmp_path_factory.mktemp(f"nightly-{request.param}")
-    env = {
-        "NIGHTCAST_DATA_DIR": str(data),
-        "NIGHTCAST_WAREHOUSE_PATH": str(data / "warehouse.duckdb"),
-        "AIRFLOW_CONN_NIGHTCAST_DEMO_ERP": f"sqlite:///{data / 'erp.sqlite'}",
-    }
+def nightly(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    extra: dict[str, str] = {}
     if request.param == "postgres":
-        from _services import fresh_postgres_database
-
-        url = fresh_postgres_database("nightcast_e2e_warehouse")
-        env |= {
-            "NIGHTCAST_WAREHOUSE_URL": url,
-            "NIGHTCAST_DBT_TARGET": "postgres",
-            "NIGHTCAST_PG_HOST": "127.0.0.1",
-            "NIGHTCAST_PG_PORT": "5432",
-            "NIGHTCAST_PG_USER": "postgres",
-            "NIGHTCAST_PG_PASSWORD": "",
-            "NIGHTCAST_PG_DBNAME": url.rsplit("/", 1)[1],
-        }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    subprocess.run(
-        [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
-        check=True,
-        capture_output=True,
-        env=os.environ.copy(),
-    )
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(ROOT / "dags"))
-    assert bag.import_errors == {}
-    demo_erp.generate(
-        connection_url("nightcast_demo_erp"),
-        size="tiny",
-        start=HISTORY[0],
-        end=HISTORY[1],
-        seed=7,
-        replace=True,
-    )
-    dag = bag.dags["erp_forecast_nightly"]
-    # dag.test() honours retry delays; a failure here should surface at once.
-    for t in dag.tasks:
-        t.retries = 0
-    yield dag
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+        extra = postgres_warehouse_env(fresh_postgres_database("nightcast_e2e_warehouse"))
+    with demo_deployment(tmp_path_factory.mktemp(f"nightly-{request.param}"), extra) as dags:
+        yield dags["erp_forecast_nightly"]
 
 
 def run_night(dag: Any, day: date) -> None:
-    dr = dag.test(logical_date=datetime(day.year, day.month, day.day, 2, tzinfo=UTC))
-    assert str(dr.state) in ("success", "DagRunState.SUCCESS"), f"night {day}: {dr.state}"
-
-
-def query(sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-    with open_warehouse(get_settings().warehouse_url, ensure=False) as wh:
-        return wh.fetchall(sql, params or [])
+    state = run_dag(dag, day)
+    assert state == "success", f"night {day}: {state}"
 
 
 def checksums() -> dict[str, str]:
-    with open_warehouse(get_settings().warehouse_url, ensure=False) as wh:
-        return wh.checksums(COMPARED_SCHEMAS, exclude_columns=WALL_CLOCK)
+    return deployment_checksums(COMPARED_SCHEMAS, exclude_columns=WALL_CLOCK)
 
 
 def test_first_night_publishes_forecasts_for_every_active_series(nightly: Any) -> None:

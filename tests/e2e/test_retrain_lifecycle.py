@@ -7,23 +7,19 @@ follows.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _deployment import demo_deployment, query, run_dag
 
 from nightcast import demo_erp
-from nightcast.config import connection_url, get_settings
-from nightcast.warehouse.base import open_warehouse
+from nightcast.config import connection_url
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
-HISTORY = (date(2025, 1, 1), date(2025, 4, 30))
 NIGHT1, NIGHT2, NIGHT3 = date(2025, 5, 1), date(2025, 5, 2), date(2025, 5, 3)
 WEEK1, WEEK2 = date(2025, 5, 4), date(2025, 5, 11)
 REGISTRY = (
@@ -34,56 +30,18 @@ REGISTRY = (
 
 
 @pytest.fixture(scope="module")
-def dags(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    data = tmp_path_factory.mktemp("retrain-duckdb")
-    env = {
-        "NIGHTCAST_DATA_DIR": str(data),
-        "NIGHTCAST_WAREHOUSE_PATH": str(data / "warehouse.duckdb"),
-        "AIRFLOW_CONN_NIGHTCAST_DEMO_ERP": f"sqlite:///{data / 'erp.sqlite'}",
-    }
-    saved = {k: os.environ.get(k) for k in [*env, "NIGHTCAST_WAREHOUSE_URL"]}
-    os.environ.pop("NIGHTCAST_WAREHOUSE_URL", None)
-    os.environ.update(env)
-    subprocess.run(
-        [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
-        check=True,
-        capture_output=True,
-        env=os.environ.copy(),
-    )
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(ROOT / "dags"))
-    assert bag.import_errors == {}
-    demo_erp.generate(
-        connection_url("nightcast_demo_erp"),
-        size="tiny",
-        start=HISTORY[0],
-        end=HISTORY[1],
-        seed=7,
-        replace=True,
-    )
-    nightly, weekly = bag.dags["erp_forecast_nightly"], bag.dags["forecast_retrain_weekly"]
-    for t in [*nightly.tasks, *weekly.tasks]:
-        t.retries = 0
-    for night in (NIGHT1, NIGHT2):
-        demo_erp.advance(connection_url("nightcast_demo_erp"), night)
-        run(nightly, night, 2)
-    yield nightly, weekly
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+def dags(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
+    with demo_deployment(tmp_path_factory.mktemp("retrain-duckdb")) as all_dags:
+        nightly, weekly = all_dags["erp_forecast_nightly"], all_dags["forecast_retrain_weekly"]
+        for night in (NIGHT1, NIGHT2):
+            demo_erp.advance(connection_url("nightcast_demo_erp"), night)
+            run(nightly, night, 2)
+        yield nightly, weekly
 
 
 def run(dag: Any, day: date, hour: int) -> None:
-    dr = dag.test(logical_date=datetime(day.year, day.month, day.day, hour, tzinfo=UTC))
-    assert str(dr.state) in ("success", "DagRunState.SUCCESS"), f"{dag.dag_id} {day}: {dr.state}"
-
-
-def query(sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-    with open_warehouse(get_settings().warehouse_url, ensure=False) as wh:
-        return wh.fetchall(sql, params or [])
+    state = run_dag(dag, day, hour)
+    assert state == "success", f"{dag.dag_id} {day}: {state}"
 
 
 def statuses() -> dict[str, str]:
