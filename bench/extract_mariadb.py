@@ -7,8 +7,12 @@ Loads N rows shaped like the demo ERP's ``sales_order_line`` into database
 ``nightcast_bench`` (server-side ``seq_1_to_N``; reused when the count matches),
 then times, interleaved, medians of ``--repeat``: the reference
 ``mariadb --quick -e "select …" > /dev/null``, Nightcast's ``extract_table`` (the
-batch client → pyarrow → Parquet) and, with ``--generic``, the generic PyMySQL
-path. Each extraction runs in a child process that reports its own peak RSS.
+batch client → pyarrow → Parquet parts) with ``parallel: N`` for each N of
+``--streams`` (default 2), split on ``line_id``, and single-stream (``parallel: 1``)
+and, with ``--generic``, the generic PyMySQL path. Each extraction runs in a child
+process that reports its own peak RSS (plus its largest client child). The load
+average is printed: the machine is shared, so the ratio to the reference of the
+same run is what counts.
 """
 
 from __future__ import annotations
@@ -73,7 +77,8 @@ def child(method: str, db: str, out: str) -> None:
     from nightcast.sources.mapping import SourceMapping, TableMapping
 
     engine = sa.create_engine(f"mysql+pymysql://root@{HOST}/{db}?charset=utf8mb4")
-    table = TableMapping("order_lines", "full", QUERY, (), {})
+    parallel = int(method.removeprefix("parallel-")) if method.startswith("parallel-") else 1
+    table = TableMapping("order_lines", "full", QUERY, (), {}, parallel=parallel, split="line_id")
     mapping = SourceMapping("bench", "bench", "bench", Path("bench.yaml"))
     started = time.monotonic()
     if method == "generic":
@@ -84,7 +89,10 @@ def child(method: str, db: str, out: str) -> None:
             engine, mapping, table, date(2024, 1, 1), window, Path(out)
         ).rows
     seconds = time.monotonic() - started
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rss = sum(
+        resource.getrusage(who).ru_maxrss * 1024
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
     print(json.dumps({"seconds": seconds, "rows": rows, "rss": rss}))
 
 
@@ -102,6 +110,7 @@ def main() -> int:
     p.add_argument("--rows", type=int, default=2_000_000)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--db", default="nightcast_bench")
+    p.add_argument("--streams", default="2", help="parallel streams, comma-separated (default 2)")
     p.add_argument("--generic", action="store_true", help="also time the generic PyMySQL path")
     p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -109,7 +118,12 @@ def main() -> int:
         child(*args.child)
         return 0
     load(args.db, args.rows)
-    methods = ["bulk"] + (["generic"] if args.generic else [])
+    print(f"load average before: {os.getloadavg()}", file=sys.stderr)
+    methods = (
+        [f"parallel-{n}" for n in args.streams.split(",")]
+        + ["bulk"]
+        + (["generic"] if args.generic else [])
+    )
     times: dict[str, list[float]] = {}
     rss: dict[str, int] = {}
     for _ in range(args.repeat):
@@ -123,12 +137,18 @@ def main() -> int:
             rss[method] = max(rss.get(method, 0), res["rss"])
     ref = statistics.median(times["reference"])
     labels = {
+        **{
+            f"parallel-{n}": f"Nightcast extract_table, parallel: {n} (mariadb --batch → Arrow → Parquet)"
+            for n in args.streams.split(",")
+        },
         "reference": 'reference: mariadb --quick -e "select …" > /dev/null',
-        "bulk": "Nightcast extract_table (mariadb --batch → Arrow → Parquet)",
+        "bulk": "Nightcast extract_table, parallel: 1",
         "generic": "Nightcast generic PyMySQL fetchmany path",
     }
+    load_after = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
-        f"\n## MariaDB extraction: {args.rows:,} rows, median of {args.repeat}, cpu={os.cpu_count()}"
+        f"\n## MariaDB extraction: {args.rows:,} rows, median of {args.repeat}, "
+        f"cpu={os.cpu_count()}, load average after: {load_after}"
     )
     print("| method | seconds | rows/s | peak RSS | vs mariadb --quick |")
     print("|---|---:|---:|---:|---:|")

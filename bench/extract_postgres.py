@@ -9,10 +9,16 @@ matches), then times, interleaved, medians of ``--repeat``:
 
 * reference: ``psql -c "COPY (select …) TO STDOUT (FORMAT binary)" > /dev/null``
 * ``COPY … (FORMAT csv)`` to /dev/null (what the fast path reads; informative)
-* Nightcast ``extract_table`` (psql → pyarrow → Parquet), and the psycopg variant
+* Nightcast ``extract_table`` with ``parallel: N`` for each N of ``--streams``
+  (default 2), split on ``line_id`` (psql → pyarrow → Parquet parts), and
+  single-stream (``parallel: 1``)
+* with ``--psycopg``: the single-stream psycopg ``cursor.copy`` variant
 * with ``--generic``: the generic SQLAlchemy ``fetchmany`` path (slow)
 
-Each extraction runs in a child process that reports its own peak RSS.
+Each extraction runs in a child process that reports its own peak RSS (its
+``psql`` children included). The load average before and after is printed: the
+machine is shared, so the ratio to the reference measured in the same run is
+what counts.
 """
 
 from __future__ import annotations
@@ -83,19 +89,23 @@ def child(method: str, db: str, out: str) -> None:
     from nightcast.sources.mapping import SourceMapping, TableMapping
 
     engine = sa.create_engine(f"postgresql+psycopg://postgres@{HOST}/{db}")
-    table = TableMapping("order_lines", "full", QUERY, (), {})
+    parallel = int(method.removeprefix("parallel-")) if method.startswith("parallel-") else 1
+    table = TableMapping("order_lines", "full", QUERY, (), {}, parallel=parallel, split="line_id")
     mapping = SourceMapping("bench", "bench", "bench", Path("bench.yaml"))
     started = time.monotonic()
     if method == "generic":
         rows = extract._extract_generic(engine, QUERY, {}, Path(out) / "g.parquet", lambda n: None)
     else:
-        bulk.PG_METHOD = method
+        bulk.PG_METHOD = "psycopg" if method == "psycopg" else "psql"
         window = extract.Window("full", None, None)
         rows = extract.extract_table(
             engine, mapping, table, date(2024, 1, 1), window, Path(out)
         ).rows
     seconds = time.monotonic() - started
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rss = sum(
+        resource.getrusage(who).ru_maxrss * 1024
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
     print(json.dumps({"seconds": seconds, "rows": rows, "rss": rss}))
 
 
@@ -113,6 +123,8 @@ def main() -> int:
     p.add_argument("--rows", type=int, default=10_000_000)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--db", default="nightcast_bench")
+    p.add_argument("--streams", default="2", help="parallel streams, comma-separated (default 2)")
+    p.add_argument("--psycopg", action="store_true", help="also time the psycopg copy variant")
     p.add_argument("--generic", action="store_true", help="also time the generic fetchmany path")
     p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -120,7 +132,13 @@ def main() -> int:
         child(*args.child)
         return 0
     load(args.db, args.rows)
-    methods = ["psql", "psycopg"] + (["generic"] if args.generic else [])
+    print(f"load average before: {os.getloadavg()}", file=sys.stderr)
+    methods = (
+        [f"parallel-{n}" for n in args.streams.split(",")]
+        + ["psql"]
+        + ["psycopg"] * args.psycopg
+        + ["generic"] * args.generic
+    )
     times: dict[str, list[float]] = {}
     rss: dict[str, int] = {}
     for _ in range(args.repeat):
@@ -136,14 +154,20 @@ def main() -> int:
             rss[method] = max(rss.get(method, 0), res["rss"])
     ref = statistics.median(times["copy-binary"])
     labels = {
+        **{
+            f"parallel-{n}": f"Nightcast extract_table, parallel: {n} (psql COPY csv → Arrow → Parquet)"
+            for n in args.streams.split(",")
+        },
         "copy-binary": "reference: psql COPY (FORMAT binary) > /dev/null",
         "copy-csv": "psql COPY (FORMAT csv) > /dev/null",
-        "psql": "Nightcast extract_table (psql COPY csv → Arrow → Parquet)",
-        "psycopg": "Nightcast, psycopg cursor.copy variant",
+        "psql": "Nightcast extract_table, parallel: 1",
+        "psycopg": "Nightcast, parallel: 1, psycopg cursor.copy variant",
         "generic": "Nightcast generic SQLAlchemy fetchmany path",
     }
+    load_after = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
-        f"\n## PostgreSQL extraction: {args.rows:,} rows, median of {args.repeat}, cpu={os.cpu_count()}"
+        f"\n## PostgreSQL extraction: {args.rows:,} rows, median of {args.repeat}, "
+        f"cpu={os.cpu_count()}, load average after: {load_after}"
     )
     print("| method | seconds | rows/s | peak RSS | vs binary COPY |")
     print("|---|---:|---:|---:|---:|")

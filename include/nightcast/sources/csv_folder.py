@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from nightcast.sources.extract import ExtractResult, Window, landing_path
+from nightcast.sources.extract import ExtractResult, Window, landing_path, publish_parts
 from nightcast.sources.mapping import SourceMapping, TableMapping
 
 log = logging.getLogger("nightcast.sources")
@@ -220,7 +220,7 @@ def land_csv_table(
             )
         writer.close()
         writer = None
-        tmp.replace(path)  # atomic: readers never see a half-written landing file
+        publish_parts(path, [tmp])  # atomic; drops parts of an earlier multi-stream landing
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         _raise_if_undecodable(files, mapping, table, exc)
         raise ValueError(

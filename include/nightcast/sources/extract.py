@@ -1,8 +1,11 @@
 """Extract one source table for one run date into immutable landing Parquet.
 
-Landing layout: ``<lake>/raw/<source>/<table>/date=<D>/part-0.parquet``, every
+Landing layout: ``<lake>/raw/<source>/<table>/date=<D>/part-<i>.parquet``, every
 column as a string exactly as the ERP returned it, so that parsing happens in
-one place (the cleaner) whatever the source: a database or a CSV drop.
+one place (the cleaner) whatever the source: a database or a CSV drop. A table
+lands as one part, or as one part per stream when extracted in parallel
+(:func:`stream_sql`); :func:`read_landed` reads all parts of a landing,
+and a rerun replaces them all (no stale part of an earlier run survives).
 
 Incremental tables read ``updated_at`` in ``[window_start, window_end)``:
 ``window_end`` is the end of business day D (never ``now()``), and
@@ -14,12 +17,17 @@ same window again.
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
+from functools import partial
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +41,11 @@ from nightcast.sources.mapping import SourceMapping, TableMapping
 log = logging.getLogger("nightcast.sources")
 
 BATCH_ROWS = 50_000
+# Parallel streams for large incremental tables when the mapping leaves 'parallel'
+# unset: two streams beat one binary COPY (measured, README "Extraction") while taking
+# only one more ERP connection; small windows are not worth a second connection.
+AUTO_STREAMS = 2
+AUTO_MIN_ROWS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -112,7 +125,150 @@ def _to_text(value: Any) -> str | None:
 
 
 def landing_path(lake_dir: Path, source: str, table: str, run_date: date) -> Path:
+    """The first part of a landing; it names the landing (``ops.extract_windows``, logs)."""
     return lake_dir / "raw" / source / table / f"date={run_date.isoformat()}" / "part-0.parquet"
+
+
+def _part_number(path: Path) -> int | None:
+    stem = path.name.removesuffix(".parquet")
+    if path.name.endswith(".parquet") and stem.startswith("part-") and stem[5:].isdigit():
+        return int(stem[5:])
+    return None
+
+
+def landed_parts(path: Path) -> list[Path]:
+    """Every part of the landing that ``path`` (its part-0) names, in part order."""
+    if not path.parent.is_dir():
+        return []
+    parts = [(n, p) for p in path.parent.iterdir() if (n := _part_number(p)) is not None]
+    return [p for _, p in sorted(parts)]
+
+
+def read_landed(path: Path) -> pa.Table:
+    """All rows of one landing (every part), one row per source row as landed."""
+    parts = landed_parts(path)
+    if not parts:
+        raise FileNotFoundError(f"no landed file {path}")
+    return pa.concat_tables([pq.read_table(p) for p in parts])
+
+
+def publish_parts(path: Path, tmps: list[Path]) -> None:
+    """Move finished temporary parts into place as part-0..N-1 and drop any higher part
+    left by an earlier run with more streams, so a rerun replaces the whole landing."""
+    for i, tmp in enumerate(tmps):
+        tmp.replace(path.with_name(f"part-{i}.parquet"))  # atomic per part
+    for stale in landed_parts(path)[len(tmps) :]:
+        stale.unlink(missing_ok=True)
+
+
+def split_bounds(lo: int, hi: int, streams: int) -> list[int]:
+    """Interior bounds b1 < ... < b(k-1) that cut the keys ``lo..hi`` into k <= ``streams``
+    ranges of equal width (fewer ranges when there are fewer keys than streams)."""
+    span = hi - lo + 1
+    k = max(1, min(streams, span))
+    return [lo + span * i // k for i in range(1, k)]
+
+
+def stream_sql(inner: str, column: str, bounds: list[int]) -> list[str]:
+    """One query per stream over ``inner`` split on the (quoted) ``column``; together they
+    return every row exactly once, whatever the keys: the outer ranges are open, so keys
+    outside the sampled min/max still land, and the first stream also returns the rows
+    with a null key (as a ``union all`` branch, which keeps both branches indexable)."""
+    if not bounds:
+        return [inner]
+    part = f"select * from ({inner}) as _nc_part where "
+    ranges = [f"{column} < {bounds[0]}"]
+    ranges += [f"{column} >= {lo} and {column} < {hi}" for lo, hi in pairwise(bounds)]
+    ranges.append(f"{column} >= {bounds[-1]}")
+    queries = [part + r for r in ranges]
+    queries[0] += f" union all {part}{column} is null"
+    return queries
+
+
+def stream_queries(
+    engine: sa.Engine,
+    mapping: SourceMapping,
+    table: TableMapping,
+    query: str,
+    params: dict[str, Any],
+) -> list[str]:
+    """The query each extraction stream runs: ``query`` itself, or one per key range.
+
+    ``parallel`` unset means one stream for full (dimension) tables and, for incremental
+    tables, ``min(AUTO_STREAMS, cpu count)`` streams when the ERP estimates at least
+    ``AUTO_MIN_ROWS`` rows in the window and the split column is an integer.
+    """
+    from nightcast.sources import bulk
+
+    auto = table.parallel is None
+    wanted = table.parallel or (AUTO_STREAMS if table.mode == "incremental" else 1)
+    if auto:
+        wanted = min(wanted, os.cpu_count() or 1)
+    if wanted <= 1 or not table.split:
+        return [query]
+    if auto and (bulk.estimate_rows(engine, query, params) or 0) < AUTO_MIN_ROWS:
+        return [query]
+    where = f"source {mapping.source!r} table {table.table!r}"
+    column = bulk.quote_ident(engine, table.split)
+    kind = bulk.column_kind(engine, query, params, table.split)
+    if kind != "integer":
+        if auto:
+            log.info("%s: one stream (split column %r is %s)", where, table.split, kind)
+            return [query]
+        raise RuntimeError(
+            f"{where}: 'parallel: {table.parallel}' splits on column {table.split!r}, which "
+            f"is {kind}; parallel extraction needs an integer column. Set 'split' to an "
+            f"integer column of the query's output or 'parallel: 1' in {mapping.path.name}"
+        )
+    inner = query.strip().rstrip(";").rstrip()
+    agg = f"select min({column}), max({column}) from ({inner}) as _nc_span"
+    with engine.connect() as conn:
+        lo, hi = conn.execute(sa.text(agg), params).one()
+    if not isinstance(lo, int) or not isinstance(hi, int):
+        return [query]  # nothing (or only null keys) in the window
+    queries = stream_sql(inner, column, split_bounds(lo, hi, wanted))
+    log.info("%s: %d streams over %s in %s..%s", where, len(queries), table.split, lo, hi)
+    return queries
+
+
+def _progress(
+    mapping: SourceMapping, table: TableMapping, started: float, streams: int
+) -> list[Callable[[int], None]]:
+    """One progress callback per stream, each logging the table's total rows so far."""
+    counts = [0] * streams
+    lock = threading.Lock()
+
+    def report(i: int, rows: int) -> None:
+        with lock:
+            counts[i] = rows
+            total = sum(counts)
+        elapsed = time.monotonic() - started
+        log.info(
+            "%s.%s: %d rows read (%.1fs, %.0f rows/s)",
+            mapping.source,
+            table.table,
+            total,
+            elapsed,
+            total / max(elapsed, 1e-6),
+        )
+
+    return [partial(report, i) for i in range(streams)]
+
+
+def _bulk_reader(engine: sa.Engine, mapping: SourceMapping, table: TableMapping) -> Any:
+    """The bulk reader for this ERP (``bulk.read_postgres``/``read_mysql``), or None."""
+    from nightcast.sources import bulk
+
+    dialect = engine.dialect.name
+    if dialect == "postgresql" and engine.dialect.driver == "psycopg":
+        return bulk.read_postgres
+    if (
+        dialect in ("mysql", "mariadb")
+        and bulk.mysql_client() is not None
+        and bulk.mysql_fast_path_ok(mapping, table)
+    ):
+        return bulk.read_mysql
+    return None
 
 
 def extract_table(
@@ -123,10 +279,12 @@ def extract_table(
     window: Window,
     lake_dir: Path,
 ) -> ExtractResult:
-    """Stream the table's rows in batches into the landing Parquet file (replacing it).
+    """Stream the table's rows in batches into its landing parts (replacing all of them).
 
     PostgreSQL and MySQL/MariaDB use the bulk readers of :mod:`nightcast.sources.bulk`
-    (COPY / the batch client into Arrow); other engines the generic fetchmany path.
+    (COPY / the batch client into Arrow), in parallel streams over key ranges when the
+    table's ``parallel`` says so (:func:`stream_queries`); other engines the generic
+    single-stream fetchmany path.
     """
     from nightcast.sources import bulk
 
@@ -135,39 +293,32 @@ def extract_table(
     query = table.query.replace("{window}", predicate)
     path = landing_path(lake_dir, mapping.source, table.table, run_date)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".parquet.tmp")
-
-    def progress(rows: int) -> None:
-        elapsed = time.monotonic() - started
-        log.info(
-            "%s.%s: %d rows read (%.1fs, %.0f rows/s)",
-            mapping.source,
-            table.table,
-            rows,
-            elapsed,
-            rows / max(elapsed, 1e-6),
-        )
-
-    dialect = engine.dialect.name
+    tmps: list[Path] = []
     try:
-        if dialect == "postgresql" and engine.dialect.driver == "psycopg":
-            rows = bulk.read_postgres(engine, query, params, tmp, progress)
-        elif (
-            dialect in ("mysql", "mariadb")
-            and bulk.mysql_client() is not None
-            and bulk.mysql_fast_path_ok(mapping, table)
-        ):
-            rows = bulk.read_mysql(engine, query, params, tmp, progress)
+        read = _bulk_reader(engine, mapping, table)
+        queries = stream_queries(engine, mapping, table, query, params) if read else [query]
+        tmps = [path.with_name(f"part-{i}.parquet.tmp") for i in range(len(queries))]
+        progress = _progress(mapping, table, started, len(queries))
+        if read is None:
+            rows = _extract_generic(engine, query, params, tmps[0], progress[0])
+        elif len(queries) == 1:
+            rows = read(engine, query, params, tmps[0], progress[0])
         else:
-            rows = _extract_generic(engine, query, params, tmp, progress)
-        tmp.replace(path)  # atomic: readers never see a half-written landing file
+            with ThreadPoolExecutor(len(queries), thread_name_prefix="extract") as pool:
+                futures = [
+                    pool.submit(read, engine, q, params, tmp, report, threads=False)
+                    for q, tmp, report in zip(queries, tmps, progress, strict=True)
+                ]
+                rows = sum(f.result() for f in futures)
+        publish_parts(path, tmps)  # readers never see a half-written part
     except (sa.exc.SQLAlchemyError, bulk.BulkReadError) as exc:
         raise RuntimeError(
             f"source {mapping.source!r} table {table.table!r}: the ERP query failed "
             f"(mapping {mapping.path.name}): {str(exc).splitlines()[0]}"
         ) from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
     return ExtractResult(
         mapping.source, table.table, run_date, window, rows, path, time.monotonic() - started
     )

@@ -31,6 +31,8 @@ from nightcast.warehouse.schema import CANONICAL_TABLES, NATURAL_KEYS
 COLUMN_TYPES = ("id", "string", "float", "int", "date", "timestamp")
 SOURCE_KINDS = ("sql", "csv_folder")
 CSV_KEYS = ("file", "delimiter", "encoding", "optional", "quote", "escape")
+PARALLEL_KEYS = ("parallel", "split")
+MAX_PARALLEL = 8  # streams are ERP connections: more would crowd a production database
 NUMBER_KEYS = ("decimal", "thousands", "currency")
 DATE_KEYS = ("formats", "excel_serial", "timezone")
 # Keys a source may set once at the top level for all its columns of the right type.
@@ -86,6 +88,10 @@ class TableMapping:
     optional: bool = False
     quote: str | None = '"'  # None: the export does not quote fields at all
     escape: str | None = None  # e.g. a backslash before quotes instead of doubling them
+    # sql sources only: parallel extraction streams over disjoint ranges of the integer
+    # column ``split`` (a column of the query's output). None: automatic (see extract.py).
+    parallel: int | None = None
+    split: str | None = None
 
     @property
     def key(self) -> str:
@@ -288,6 +294,38 @@ def _csv_options(where: str, table: str, spec: dict[str, Any]) -> dict[str, Any]
     }
 
 
+def _parallel_options(where: str, table: str, spec: dict[str, Any], mode: str) -> dict[str, Any]:
+    """``parallel``/``split`` of a sql table, validated (the split column's type is checked
+    against the ERP at extraction time, when it is known)."""
+    parallel = spec.get("parallel")
+    if parallel is not None and (
+        isinstance(parallel, bool)
+        or not isinstance(parallel, int)
+        or not 1 <= parallel <= MAX_PARALLEL
+    ):
+        raise MappingError(
+            f"{where}: table {table!r}: 'parallel' must be a whole number of extraction "
+            f"streams from 1 to {MAX_PARALLEL} (1: one stream), not {parallel!r}"
+        )
+    split = spec.get("split")
+    if split is not None and (not isinstance(split, str) or not split.strip()):
+        raise MappingError(
+            f"{where}: table {table!r}: 'split' must name one integer column of the query's "
+            f"output (e.g. split: line_id), not {split!r}"
+        )
+    key = NATURAL_KEYS[table]
+    key_spec = (spec.get("columns") or {}).get(key)
+    default = key_spec.get("from") if isinstance(key_spec, dict) else None
+    if split is None and (parallel or 1) > 1 and not isinstance(default, str):
+        raise MappingError(
+            f"{where}: table {table!r}: 'parallel: {parallel}' needs 'split' (an integer "
+            f"column of the query's output): the key column {key!r} is not read from one"
+        )
+    if split is None and (mode == "incremental" or (parallel or 1) > 1):
+        split = default
+    return {"parallel": parallel, "split": split}
+
+
 def _table_mapping(
     where: str,
     table: str,
@@ -307,10 +345,16 @@ def _table_mapping(
         raise MappingError(
             f"{where}: table {table!r} mode must be 'full' or 'incremental', not {mode!r}"
         )
-    csv: dict[str, Any] = {}
+    kind_opts: dict[str, Any] = {}  # kind-specific options (csv file or parallel streams)
     if kind == "csv_folder":
+        bad = sorted(set(PARALLEL_KEYS) & set(spec))
+        if bad:
+            raise MappingError(
+                f"{where}: table {table!r}: {bad} apply to database (kind: sql) sources only; "
+                "a csv_folder table is landed from its file(s) as they are"
+            )
         # A nightly file is tonight's export: no query, no window to push down.
-        csv = _csv_options(where, table, spec)
+        kind_opts = _csv_options(where, table, spec)
         query, watermark = "", tuple(spec.get("watermark", ()))
     else:
         bad = sorted(set(CSV_KEYS) & set(spec))
@@ -323,6 +367,7 @@ def _table_mapping(
             raise MappingError(f"{where}: table {table!r} needs a 'query'")
         query = raw_query
         watermark = tuple(spec.get("watermark", ()))
+        kind_opts = _parallel_options(where, table, spec, mode)
     if kind != "csv_folder" and mode == "incremental" and not watermark:
         raise MappingError(
             f"{where}: incremental table {table!r} needs 'watermark' (source timestamp columns)"
@@ -348,7 +393,12 @@ def _table_mapping(
     key = NATURAL_KEYS[table]
     columns[key] = ColumnRule(**{**columns[key].__dict__, "required": True})
     return TableMapping(
-        table=table, mode=mode, query=query, watermark_columns=watermark, columns=columns, **csv
+        table=table,
+        mode=mode,
+        query=query,
+        watermark_columns=watermark,
+        columns=columns,
+        **kind_opts,
     )
 
 
