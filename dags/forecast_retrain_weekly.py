@@ -1,8 +1,18 @@
 """
 ### Forecast model — weekly retrain (champion / challenger)
 
-Every Sunday 03:00 UTC, on the history in `marts.fct_sales_daily` up to the
-run's logical date D:
+**Schedule**: every Sunday 03:00 UTC, **or** when the nightly DAG's monitor asks
+for a retrain: its `request_retrain` task updates the asset
+`nightcast://monitoring/retrain-request` when accuracy or feature drift breached a
+threshold (`ops.forecast_accuracy`, `ops.feature_drift`, alerts in `ops.alerts`).
+Airflow 3 `AssetOrTimeSchedule`: whichever comes first starts a run. An
+asset-triggered run has no logical date; its run date D is the date of its
+`run_after` (the moment the request arrived), in `NIGHTCAST_TIMEZONE`. Every
+task is idempotent per run date, so a request on the day of a weekly run reuses
+that day's challenger, and a breach that persists asks again each night (the
+challenger is still only promoted if it beats the champion).
+
+On the history in `marts.fct_sales_daily` up to run date D:
 
 1. **train_challenger** fits a model on the data up to the holdout start
    (D - horizon - 7 x (windows - 1)) and registers it in
@@ -24,20 +34,32 @@ Clear the failed task; every task is idempotent per run date. Roll back with
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import Asset, CronTriggerTimetable, dag, task
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
 from nightcast.config import get_settings
-from nightcast.orchestration import DEFAULT_ARGS, run_date
+from nightcast.orchestration import DEFAULT_ARGS
+from nightcast.orchestration import run_date as logical_run_date
 
 MODEL = Asset("nightcast://warehouse/forecast/model_registry")
+RETRAIN_REQUEST = Asset("nightcast://monitoring/retrain-request")
+
+
+def run_date(context: Any) -> date:
+    """Run date D: from the logical date, or from ``run_after`` for an asset-triggered run."""
+    if context.get("logical_date") is not None:
+        return logical_run_date(context)
+    after = pendulum.instance(context["dag_run"].run_after)
+    return after.in_timezone(get_settings().timezone).date()
 
 
 @dag(
-    schedule=CronTriggerTimetable("0 3 * * 0", timezone="UTC"),
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 3 * * 0", timezone="UTC"), assets=[RETRAIN_REQUEST]
+    ),
     start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

@@ -224,6 +224,49 @@ def cmd_deadline_check(args: argparse.Namespace) -> int:
     return 1 if status.missed else 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Top feature contributions behind one forecast: stored, or computed on demand."""
+    import json
+
+    from nightcast.config import get_settings
+    from nightcast.pipeline.explain import ExplainLookupError, explain_one, format_explanation
+
+    _apply_defaults()
+    try:
+        found = explain_one(
+            get_settings(), args.item, args.location, args.date, args.run_date, args.top_k
+        )
+    except ExplainLookupError as err:
+        print(f"nightcast explain: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(found.as_dict(), indent=2) if args.json else format_explanation(found))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the nightly HTML report of D (default: the latest run) and print its path."""
+    import webbrowser
+
+    from nightcast.config import get_settings
+    from nightcast.pipeline.report import report
+    from nightcast.warehouse.base import open_warehouse
+
+    _apply_defaults()
+    settings = get_settings()
+    day = args.date
+    if day is None:
+        with open_warehouse(settings.warehouse_url) as wh:
+            row = wh.fetchone("select max(run_date) from forecast.runs")
+        if not row or row[0] is None:
+            raise SystemExit("no run in forecast.runs yet: run the nightly DAG, or pass --date D")
+        day = row[0]
+    result = report(settings, day)
+    print(result["path"])
+    if args.open:
+        webbrowser.open(Path(result["path"]).as_uri())
+    return 0
+
+
 def _datetime(text: str) -> datetime:
     try:
         return datetime.fromisoformat(text)
@@ -329,6 +372,24 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--run-date", type=_date, help="D (default: the latest one already due)")
     dl.add_argument("--now", type=_datetime, help="ISO time to check at (default: now)")
     dl.set_defaults(func=cmd_deadline_check)
+
+    ex = sub.add_parser(
+        "explain", help="top feature contributions (SHAP) behind one item/location/date forecast"
+    )
+    ex.add_argument("--item", required=True, metavar="ID", help="namespaced item id")
+    ex.add_argument("--location", required=True, metavar="ID", help="namespaced location id")
+    ex.add_argument("--date", required=True, type=_date, help="the forecast date")
+    ex.add_argument("--run-date", type=_date, help="the run (default: latest published)")
+    ex.add_argument("--top-k", type=int, help="features to show (default NIGHTCAST_EXPLAIN_TOP_K)")
+    ex.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ex.set_defaults(func=cmd_explain)
+
+    rp = sub.add_parser(
+        "report", help="write the nightly HTML report (data/reports/date=D/nightly_report.html)"
+    )
+    rp.add_argument("--date", type=_date, help="run date D (default: the latest run)")
+    rp.add_argument("--open", action="store_true", help="open it in the default browser")
+    rp.set_defaults(func=cmd_report)
 
     bt = sub.add_parser(
         "backtest", help="rolling-origin backtest of the engine and baselines on a CSV/Parquet file"

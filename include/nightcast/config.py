@@ -39,6 +39,29 @@ class Settings:
     horizon_days: int
     lookback_days: int
     warehouse_url: str
+    # Series per mapped forecast_batch task: bounds one task's memory and time, and
+    # sets how many batches the forecasting workers share.
+    forecast_batch_series: int = 5000
+    # Explanations (nightcast.pipeline.explain): top-k SHAP contributions per forecast row,
+    # for every series up to explain_max_series (pred_contrib costs ~40 CPU-s per 1,000
+    # series x 28 days on one thread), above it for a deterministic sample of that size.
+    explain_top_k: int = 5
+    explain_max_series: int = 5000
+    # StatsD (nightcast.monitoring.metrics): metrics go to ops.metrics always, and as UDP
+    # lines to this host too when it is set.
+    statsd_host: str | None = None
+    statsd_port: int = 8125
+    statsd_prefix: str = "nightcast"
+    # Monitoring (nightcast.pipeline.monitor): forecasts with a forecast date in the last
+    # accuracy_lookback_days are rescored each night; thresholds that raise alerts.
+    accuracy_lookback_days: int = 56
+    drift_psi_max: float = 0.25
+    accuracy_wape_max: float = 0.8
+    accuracy_degradation_max: float = 0.25
+    # Scale-out (nightcast.forecasting.distributed): when set, the weekly retrain boosts
+    # on this Dask scheduler; each booster must finish within dask_timeout_s.
+    dask_address: str | None = None
+    dask_timeout_s: float = 3600.0
 
 
 def get_settings() -> Settings:
@@ -60,6 +83,20 @@ def get_settings() -> Settings:
         lookback_days=int(os.environ.get("NIGHTCAST_LOOKBACK_DAYS", "3")),
         # One setting switches the target: a DuckDB file (default) or PostgreSQL.
         warehouse_url=os.environ.get("NIGHTCAST_WAREHOUSE_URL") or f"duckdb:///{warehouse_path}",
+        forecast_batch_series=int(os.environ.get("NIGHTCAST_FORECAST_BATCH_SERIES") or "5000"),
+        explain_top_k=int(os.environ.get("NIGHTCAST_EXPLAIN_TOP_K") or "5"),
+        explain_max_series=int(os.environ.get("NIGHTCAST_EXPLAIN_MAX_SERIES") or "5000"),
+        statsd_host=os.environ.get("NIGHTCAST_STATSD_HOST") or None,
+        statsd_port=int(os.environ.get("NIGHTCAST_STATSD_PORT") or "8125"),
+        statsd_prefix=os.environ.get("NIGHTCAST_STATSD_PREFIX") or "nightcast",
+        accuracy_lookback_days=int(os.environ.get("NIGHTCAST_ACCURACY_LOOKBACK_DAYS") or "56"),
+        drift_psi_max=float(os.environ.get("NIGHTCAST_DRIFT_PSI_MAX") or "0.25"),
+        accuracy_wape_max=float(os.environ.get("NIGHTCAST_ACCURACY_WAPE_MAX") or "0.8"),
+        accuracy_degradation_max=float(
+            os.environ.get("NIGHTCAST_ACCURACY_DEGRADATION_MAX") or "0.25"
+        ),
+        dask_address=os.environ.get("NIGHTCAST_DASK_ADDRESS") or None,
+        dask_timeout_s=float(os.environ.get("NIGHTCAST_DASK_TIMEOUT_S") or "3600"),
     )
 
 

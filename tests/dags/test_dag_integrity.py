@@ -58,14 +58,43 @@ def test_nightly_shape(dagbag) -> None:  # type: ignore[no-untyped-def]
         "validate",
         "load",
         "dbt_build",
-        "forecast",
+        "forecast_plan",
+        "forecast_batch",
         "load_forecasts",
         "publish",
     } <= ids
     # Nothing reaches the warehouse before the quality gate passed.
     assert "validate" in dag.get_task("load").upstream_task_ids
     assert dag.get_task("extract_demo").pool == "erp_demo"
-    assert dag.get_task("publish").downstream_task_ids == set()
+    # After publish only: monitoring, explanations and the report never hold BI back.
+    assert dag.get_task("publish").downstream_task_ids == {"monitor", "explain"}
+    assert dag.get_task("report").trigger_rule == "all_done"
+    assert dag.get_task("report").upstream_task_ids == {"monitor", "explain"}
+
+
+def test_a_monitoring_breach_can_trigger_the_weekly_retrain(dagbag) -> None:  # type: ignore[no-untyped-def]
+    nightly, weekly = dagbag.dags["erp_forecast_nightly"], dagbag.dags["forecast_retrain_weekly"]
+    request = nightly.get_task("request_retrain")
+    assert request.upstream_task_ids == {"retrain_needed"}
+    assert nightly.get_task("retrain_needed").upstream_task_ids == {"monitor"}
+    (outlet,) = request.outlets
+    # The weekly DAG runs on its Sunday cron or when that asset is updated.
+    assert outlet.uri in repr(weekly.timetable)
+    assert "0 3 * * 0" in repr(weekly.timetable)
+
+
+def test_nightly_forecast_is_mapped_over_batches_on_the_forecasting_queue(dagbag) -> None:  # type: ignore[no-untyped-def]
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+    dag = dagbag.dags["erp_forecast_nightly"]
+    plan, batch = dag.get_task("forecast_plan"), dag.get_task("forecast_batch")
+    assert isinstance(batch, MappedOperator) and not isinstance(plan, MappedOperator)
+    assert plan.upstream_task_ids == {"dbt_build"}
+    assert batch.upstream_task_ids == {"forecast_plan"}
+    assert "load_forecasts" in batch.downstream_task_ids
+    for t in (plan, batch):
+        assert t.queue == "forecasting", t.task_id
+        assert t.retries >= 1 and t.execution_timeout is not None, t.task_id
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)

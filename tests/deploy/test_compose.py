@@ -53,8 +53,11 @@ SERVICES = {
     "airflow-worker",
     "airflow-worker-gpu",
     "flower",
+    "statsd-exporter",
 }
 STATEFUL = {"postgres", "redis", "mariadb-erp"}
+# Third-party, stateless helpers that no Airflow component waits for.
+SIDECARS = {"statsd-exporter"}
 LONG_RUNNING_AIRFLOW = {
     "airflow-apiserver",
     "airflow-scheduler",
@@ -195,8 +198,8 @@ def test_every_service_has_an_image_or_a_build(
         )
         assert dockerfile.is_file(), f"{name}: {dockerfile} is missing"
     else:
-        # Third-party images are pinned to a major version at least.
-        assert re.fullmatch(r"[\w./-]+:\d[\w.-]*", svc["image"]), (
+        # Third-party images are pinned to a major version at least (v0.28.0 counts).
+        assert re.fullmatch(r"[\w./-]+:v?\d[\w.-]*", svc["image"]), (
             f"{name}: pin the image tag: {svc['image']!r}"
         )
 
@@ -280,13 +283,13 @@ def test_depends_on_targets_exist_with_valid_conditions(
             assert not services[target].get("profiles"), (
                 f"{name} depends on {target}, which only runs in a profile"
             )
-    for name in SERVICES - STATEFUL - {"airflow-init"}:
+    for name in SERVICES - STATEFUL - SIDECARS - {"airflow-init"}:
         deps = services[name]["depends_on"]
         assert deps["airflow-init"]["condition"] == "service_completed_successfully", name
         assert deps["postgres"]["condition"] == "service_healthy", name
 
 
-@pytest.mark.parametrize("name", sorted(STATEFUL | LONG_RUNNING_AIRFLOW))
+@pytest.mark.parametrize("name", sorted(STATEFUL | SIDECARS | LONG_RUNNING_AIRFLOW))
 def test_healthchecks(services: dict[str, dict[str, Any]], name: str) -> None:
     check = services[name].get("healthcheck")
     assert check and check.get("test"), f"{name} has no healthcheck"
@@ -338,6 +341,52 @@ def test_airflow_components_share_one_configuration(
     assert all(
         "AIRFLOW_ADMIN_PASSWORD" not in e for n, e in airflow.items() if n != "airflow-apiserver"
     )
+
+
+def test_airflow_and_nightcast_metrics_reach_the_statsd_exporter(
+    compose: dict[str, Any],
+    services: dict[str, dict[str, Any]],
+    filled_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.resources
+
+    from nightcast.config import get_settings
+    from nightcast.monitoring.metrics import statsd_lines
+
+    base = _env(services["airflow-scheduler"], filled_env)
+    exporter = services["statsd-exporter"]
+    flags = dict(a.split("=", 1) for a in _argv(exporter["command"]))
+    udp_port = flags["--statsd.listen-udp"].rsplit(":", 1)[1]
+    # Airflow 3's [metrics] section has every option set here (a typo would be ignored silently).
+    template = yaml.safe_load(
+        importlib.resources.files("airflow.config_templates").joinpath("config.yml").read_text()
+    )
+    for key in (k for k in base if k.startswith("AIRFLOW__METRICS__")):
+        assert key.split("__")[2].lower() in template["metrics"]["options"], key
+    assert base["AIRFLOW__METRICS__STATSD_ON"] == "True"
+    assert base["AIRFLOW__METRICS__STATSD_HOST"] == "statsd-exporter"
+    assert base["AIRFLOW__METRICS__STATSD_PORT"] == udp_port
+    # Nightcast reads its own variables into the same place.
+    for key in ("NIGHTCAST_STATSD_HOST", "NIGHTCAST_STATSD_PORT", "NIGHTCAST_STATSD_PREFIX"):
+        monkeypatch.setenv(key, base[key])
+    settings = get_settings()
+    assert (settings.statsd_host, str(settings.statsd_port)) == ("statsd-exporter", udp_port)
+    # Prometheus scrapes :9102; the mapping file is the one the exporter is told to read.
+    assert flags["--web.listen-address"] == ":9102"
+    assert exporter["ports"] == ["127.0.0.1:9102:9102"]
+    (mount,) = exporter["configs"]
+    assert mount["target"] == flags["--statsd.mapping-config"]
+    mapping = yaml.safe_load(compose["configs"][mount["source"]]["content"])
+    globs = [m["match"].split(".") for m in mapping["mappings"]]
+    # Each shape of Nightcast metric name gets labels from one mapping rule.
+    for name in ("rows_extracted.demo.order_lines", "forecast_rows_published"):
+        (line,) = statsd_lines(settings.statsd_prefix, "extract", {name: 1.0}, "g")
+        parts = line.split(":", 1)[0].split(".")
+        assert any(
+            len(g) == len(parts) and all(x in ("*", p) for x, p in zip(g, parts, strict=True))
+            for g in globs
+        ), f"no statsd-exporter mapping matches {line}"
 
 
 def test_connection_urls_match_the_servers_they_point_at(
@@ -463,7 +512,7 @@ def airflow_cli(services: dict[str, dict[str, Any]], filled_env: dict[str, str])
     return result
 
 
-@pytest.mark.parametrize("name", sorted(SERVICES - STATEFUL))
+@pytest.mark.parametrize("name", sorted(SERVICES - STATEFUL - SIDECARS))
 def test_service_commands_are_real_cli_commands(
     services: dict[str, dict[str, Any]],
     filled_env: dict[str, str],

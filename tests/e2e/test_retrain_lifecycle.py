@@ -112,6 +112,33 @@ def test_a_challenger_that_does_not_win_by_the_margin_is_rejected(
     assert "x (1 - 0.99)" in reason, reason
 
 
+def test_a_tampered_champion_artifact_makes_the_night_serve_the_fallback(dags: Any) -> None:
+    nightly, _ = dags
+    reg = statuses()
+    (fallback,) = [v for v, s in reg.items() if s == "fallback"]
+    (current,) = [v for v, s in reg.items() if s == "champion"]
+    ((artifact,),) = query(
+        "select artifact_path from forecast.model_registry where model_version = ?", [current]
+    )
+    victim = next(p for p in sorted(Path(artifact).rglob("*")) if p.is_file())
+    original = victim.read_bytes()
+    victim.write_bytes(original + b" ")
+    try:
+        demo_erp.advance(connection_url("nightcast_demo_erp"), NIGHT3)
+        run(nightly, NIGHT3, 2)
+    finally:
+        victim.write_bytes(original)
+    # BI got tonight's forecast, from the fallback; on-call got a critical alert naming both.
+    assert query(
+        "select status, model_version from forecast.runs where run_date = ?", [NIGHT3]
+    ) == [("published", fallback)]
+    (summary,) = query(
+        "select message from ops.alerts where kind = 'model_fallback' and run_date = ?", [NIGHT3]
+    )[0]
+    assert current in summary and fallback in summary and "sha256" in summary
+    assert statuses() == reg  # the registry is unchanged: rollback stays a human decision
+
+
 def test_rollback_is_one_command_and_the_nightly_run_follows_it(
     dags: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -131,8 +158,7 @@ def test_rollback_is_one_command_and_the_nightly_run_follows_it(
     (rejected,) = [v for v, s in reg.items() if s == "rejected"]
 
     monkeypatch.setenv("NIGHTCAST_SHADOW", "1")
-    demo_erp.advance(connection_url("nightcast_demo_erp"), NIGHT3)
-    run(nightly, NIGHT3, 2)
+    run(nightly, NIGHT3, 2)  # a rerun of NIGHT3 (the ERP advanced in the previous test)
     assert query("select model_version from forecast.runs where run_date = ?", [NIGHT3]) == [
         (fallback,)
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -22,8 +23,11 @@ from nightcast.forecasting.lifecycle import (
     rollback,
 )
 from nightcast.forecasting.registry import (
+    ArtifactError,
     RegistryError,
     champion,
+    load_serving_model,
+    load_version,
     register,
     registry_rows,
     save_and_register,
@@ -184,6 +188,50 @@ def test_rollback_refuses_without_a_fallback_or_after_14_days(
         rollback(wh, to=c1, today=D1)
     assert statuses(wh) == {first: "fallback", c1: "champion"}  # nothing changed
     assert rollback(wh, to=first, today=D1 + timedelta(days=14))["champion"] == first
+
+
+def _artifact(wh: Warehouse, version: str) -> Path:
+    row = wh.fetchone(
+        "select artifact_path from forecast.model_registry where model_version = ?", [version]
+    )
+    assert row is not None
+    return Path(row[0])
+
+
+def test_a_tampered_champion_is_refused_and_the_fallback_serves(
+    wh: Warehouse, model: ForecastModel, tmp_path: Path
+) -> None:
+    first = save_and_register(wh, model, tmp_path / "models", date(2025, 5, 1))
+    c1 = challenger(wh, model, tmp_path, D1)
+    decide(wh, D1, c1, True)
+    serving = load_serving_model(wh, D1 + timedelta(days=1))
+    assert serving is not None and serving[0] == c1 and serving[2] is None
+
+    # Same size, different bytes: only the checksum can tell.
+    victim = next(p for p in sorted(_artifact(wh, c1).rglob("*")) if p.is_file())
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    victim.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match=f"model {c1}: the artifact .* sha256"):
+        load_version(wh, c1)
+
+    night = D1 + timedelta(days=2)
+    for _ in range(2):  # the forecast and the monitor task both ask; one event
+        found = load_serving_model(wh, night)
+        assert found is not None
+        version, served, reason = found
+        assert version == first and reason is not None and c1 in reason and "sha256" in reason
+    assert served.predict(make_demand(n_series=4, n_days=120)).shape[0] > 0
+    events = wh.fetchall(
+        "select model_version, reason from forecast.model_events where action = 'serve_fallback'"
+    )
+    assert [e[0] for e in events] == [first]
+    assert statuses(wh) == {first: "fallback", c1: "champion"}  # on-call decides, not the night
+
+    # A missing champion artifact with an expired fallback: a clear error, no silent forecast.
+    shutil.rmtree(_artifact(wh, c1))
+    with pytest.raises(RegistryError, match=r"folder is missing.*no fallback model"):
+        load_serving_model(wh, D1 + timedelta(days=15))
 
 
 def test_manual_promotion_is_recorded(wh: Warehouse, model: ForecastModel, tmp_path: Path) -> None:

@@ -156,8 +156,11 @@ def record_publication(
     actor: str = "pipeline",
     reason: str | None = None,
     now: datetime | None = None,
+    inputs: list[dict[str, Any]] | None = None,
 ) -> str:
     """Append one ``audit.publications`` row for run ``run_date``; returns its event id.
+
+    ``inputs`` adds files beyond the landed ones (the forecast's input snapshot).
 
     Reads the run's model version (``forecast.runs``), the models' parameters (registry),
     the landed input files and the forecast rows. One INSERT: call it inside the
@@ -177,7 +180,7 @@ def record_publication(
         ",".join(versions) or None,
         _model_params(wh, versions),
         code_version(),
-        json.dumps(input_snapshot(wh, run_date), sort_keys=True),
+        json.dumps(input_snapshot(wh, run_date) + (inputs or []), sort_keys=True),
         rows,
         checksum,
         actor,

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightgbm as lgb
 import numpy as np
@@ -32,6 +33,7 @@ from nightcast.forecasting.panel import (
     resolve_columns,
     validate_frame,
 )
+from nightcast.monitoring.drift import reference_bins
 
 log = logging.getLogger("nightcast.forecasting")
 
@@ -86,6 +88,19 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
 }
 RECIPE_OVERRIDES: dict[str, Any] = {}  # for experiments
+# Trains one booster from (params, dataset): lgb.train by default, or a Dask cluster
+# (nightcast.forecasting.distributed). Training-time only: not saved with the model.
+Trainer = Callable[[dict[str, Any], lgb.Dataset], lgb.Booster]
+
+
+class PredictionDesign(NamedTuple):
+    """Rows ``predict`` scores: per-row series id, date, horizon, features and scale."""
+
+    ids: np.ndarray
+    dates: pd.DatetimeIndex
+    horizon: np.ndarray
+    x: np.ndarray
+    scale: np.ndarray
 
 
 def _qname(q: float) -> str:
@@ -101,6 +116,7 @@ class ForecastModel:
     quantiles use the pinball ('quantile') objective. Training origins are taken
     every 7 days (1 week) back from the end, at most ``max_origins`` of them, and
     at most ``max_train_rows`` rows are sampled (deterministically) for training.
+    ``trainer`` replaces ``lgb.train`` for each booster (see :data:`Trainer`).
     """
 
     def __init__(
@@ -112,6 +128,7 @@ class ForecastModel:
         objective: str = "l2",
         max_origins: int = 26,
         max_train_rows: int | None = 1_000_000,
+        trainer: Trainer | None = None,
     ) -> None:
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
@@ -131,6 +148,7 @@ class ForecastModel:
         self.objective = objective
         self.max_origins = int(max_origins)
         self.max_train_rows = max_train_rows
+        self.trainer: Trainer = trainer or lgb.train
         self.boosters: dict[str, lgb.Booster] = {}
         self.static_cols: list[str] = []
         self.exog_cols: list[str] = []
@@ -139,6 +157,8 @@ class ForecastModel:
         self._features: list[str] = []
         self._train_info: dict[str, Any] = {}
         self.metrics: dict[str, Any] = {}
+        # Training feature distribution (nightcast.monitoring.drift); None for old artifacts.
+        self.reference_bins: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -166,7 +186,7 @@ class ForecastModel:
         """An unfitted copy with the same settings."""
         twin = ForecastModel(
             self._params, self.horizon, self.freq, self.quantiles, self.objective,
-            self.max_origins, self.max_train_rows,
+            self.max_origins, self.max_train_rows, self.trainer,
         )  # fmt: skip
         twin._user_params = set(self._user_params)
         return twin
@@ -245,6 +265,7 @@ class ForecastModel:
         s, o, rows = self._training_rows(panel)
         self._features = []
         x, scale = self._design(panel, stats, s, o, rows)
+        self.reference_bins = reference_bins(x, self._features, self.static_cols)
         target = panel.y[s[rows[:, 0]], o[rows[:, 0]] + rows[:, 1]] / scale
         recipe = self.recipe
         params = dict(self._params)
@@ -284,10 +305,10 @@ class ForecastModel:
                 qp["objective"] = obj
                 if obj == "quantile":
                     qp["alpha"] = recipe["p50_alpha"]
-                self.boosters[_qname(q)] = lgb.train(qp, p50_data)
+                self.boosters[_qname(q)] = self.trainer(qp, p50_data)
             else:
                 qp.update(objective="quantile", alpha=q)
-                self.boosters[_qname(q)] = lgb.train(qp, full)
+                self.boosters[_qname(q)] = self.trainer(qp, full)
         dates = panel.dates(np.array([0, panel.n_periods - 1]))
         self._train_info = {
             "rows": int((df[DS] <= cut).sum()),
@@ -354,9 +375,33 @@ class ForecastModel:
         Returns ``unique_id, ds, horizon, p10, p50, p90`` (one column per
         quantile), non-negative and non-crossing.
         """
+        t0 = time.perf_counter()
+        design = self.prediction_design(df_history, future_df, cutoff)
+        x, scale = design.x, design.scale
+        preds = np.column_stack([self.boosters[n].predict(x) for n in self.quantile_names])
+        preds = np.sort(np.maximum(preds * scale[:, None], 0.0), axis=1)
+        out = pd.DataFrame({ID: design.ids, DS: design.dates, "horizon": design.horizon})
+        for j, name in enumerate(self.quantile_names):
+            out[name] = preds[:, j]
+        log.info(
+            "predict: %d rows, %d series, %.2fs",
+            len(df_history), len(design.ids) // self.horizon, time.perf_counter() - t0,
+        )  # fmt: skip
+        return out
+
+    def prediction_design(
+        self,
+        df_history: pd.DataFrame,
+        future_df: pd.DataFrame | None = None,
+        cutoff: pd.Timestamp | str | None = None,
+    ) -> PredictionDesign:
+        """The exact feature matrix :meth:`predict` feeds the boosters (for explanations).
+
+        One row per series and horizon step; booster output times ``scale`` is the
+        forecast in units, before clipping at zero and sorting the quantiles.
+        """
         if not self.boosters:
             raise ValueError("model is not fitted: call fit() or ForecastModel.load() first")
-        t0 = time.perf_counter()
         validate_frame(df_history, (ID, DS, Y), name="df_history")
         for c in self.static_cols:
             if c not in df_history.columns:
@@ -380,22 +425,13 @@ class ForecastModel:
             [np.repeat(s, big_h), np.tile(np.arange(1, big_h + 1, dtype=np.int64), len(s))]
         )
         x, scale = self._design(panel, stats, s, o, rows)
-        preds = np.column_stack([self.boosters[n].predict(x) for n in self.quantile_names])
-        preds = np.sort(np.maximum(preds * scale[:, None], 0.0), axis=1)
-        out = pd.DataFrame(
-            {
-                ID: panel.ids[rows[:, 0]],
-                DS: panel.dates(o[rows[:, 0]] + rows[:, 1]),
-                "horizon": rows[:, 1],
-            }
+        return PredictionDesign(
+            ids=panel.ids[rows[:, 0]],
+            dates=panel.dates(o[rows[:, 0]] + rows[:, 1]),
+            horizon=rows[:, 1],
+            x=x,
+            scale=scale,
         )
-        for j, name in enumerate(self.quantile_names):
-            out[name] = preds[:, j]
-        log.info(
-            "predict: %d rows, %d series, %.2fs",
-            len(df_history), panel.n_series, time.perf_counter() - t0,
-        )  # fmt: skip
-        return out
 
     # ------------------------------------------------------------------ backtest
     def backtest(

@@ -41,6 +41,7 @@ def save_model(model: ForecastModel, root: Path) -> Path:
         "train_info": model.train_info,
         "metrics": model.metrics,
         "boosters": {name: f"booster_{name}.txt" for name in model.boosters},
+        "reference_bins": model.reference_bins,
     }
     for name, booster in model.boosters.items():
         booster.save_model(str(root / f"booster_{name}.txt"))
@@ -73,6 +74,8 @@ def load_model(root: Path) -> ForecastModel:
     model.categories = {k: list(v) for k, v in meta["categories"].items()}
     model._train_info = dict(meta["train_info"])
     model.metrics = dict(meta["metrics"])
+    # Absent in artifacts saved before drift monitoring (nightcast.monitoring.drift).
+    model.reference_bins = meta.get("reference_bins")
     model.boosters = {
         name: lgb.Booster(model_file=str(root / fname)) for name, fname in meta["boosters"].items()
     }

@@ -107,20 +107,37 @@ def champion(wh: Warehouse) -> tuple[str, Path] | None:
     return (row[0], Path(row[1])) if row else None
 
 
+class ArtifactError(RegistryError):
+    """A registered model whose artifact is missing, altered or unreadable."""
+
+
 def load_version(wh: Warehouse, version: str) -> ForecastModel:
+    """Load ``version``'s artifact after checking it against the registered sha256."""
     row = wh.fetchone(
         "select artifact_path, checksum from forecast.model_registry where model_version = ?",
         [version],
     )
     if row is None:
         raise RegistryError(f"model {version} is not in forecast.model_registry")
-    path = Path(row[0])
+    path, registered = Path(row[0]), row[1]
     if not path.exists():
-        raise FileNotFoundError(
+        raise ArtifactError(
             f"model {version} is registered at {path}, but that folder is missing; "
             "restore it or run the forecast_retrain_weekly DAG to train a new champion"
         )
-    return ForecastModel.load(path)
+    if registered and (actual := artifact_checksum(path)) != registered:
+        raise ArtifactError(
+            f"model {version}: the artifact at {path} has sha256 {actual[:12]}…, the registry "
+            f"says {registered[:12]}…; it was modified or corrupted after registration. "
+            "Restore it from backup or retrain; `nightcast model rollback` serves the fallback"
+        )
+    try:
+        return ForecastModel.load(path)
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ArtifactError(
+            f"model {version}: the artifact at {path} cannot be loaded: {first}"
+        ) from exc
 
 
 def load_champion(wh: Warehouse) -> tuple[str, ForecastModel] | None:
@@ -128,6 +145,53 @@ def load_champion(wh: Warehouse) -> tuple[str, ForecastModel] | None:
     if found is None:
         return None
     return found[0], load_version(wh, found[0])
+
+
+def load_serving_model(
+    wh: Warehouse, run_date: date
+) -> tuple[str, ForecastModel, str | None] | None:
+    """The model the nightly run forecasts with: the champion, else its fallback.
+
+    When the champion's artifact is missing, altered (checksum) or unreadable,
+    the newest fallback still inside its 14 days serves instead, an event is
+    recorded in ``forecast.model_events`` and the reason is returned (third
+    item) so the caller can alert. Statuses do not change: on-call decides
+    between ``nightcast model rollback`` and restoring the artifact.
+    """
+    found = champion(wh)
+    if found is None:
+        return None
+    try:
+        return found[0], load_version(wh, found[0]), None
+    except ArtifactError as exc:
+        problem = str(exc)
+    row = wh.fetchone(
+        "select model_version from forecast.model_registry where status = 'fallback' "
+        "and (fallback_until is null or fallback_until >= ?) "
+        "order by fallback_until desc nulls last, registered_at desc limit 1",
+        [run_date],
+    )
+    if row is None:
+        raise RegistryError(
+            f"{problem}; and there is no fallback model within its fallback period to serve "
+            "instead. Restore the artifact or train a new champion (forecast_retrain_weekly)"
+        )
+    fallback = str(row[0])
+    model = load_version(wh, fallback)
+    reason = f"champion {found[0]} unusable, forecasting with fallback {fallback}: {problem}"
+    log.error("%s", reason)
+    # Once per run date: the forecast and the monitor task both resolve the serving model.
+    seen = wh.fetchone(
+        "select 1 from forecast.model_events where run_date = ? and action = 'serve_fallback' "
+        "and model_version = ?",
+        [run_date, fallback],
+    )
+    if seen is None:
+        wh.execute(
+            "insert into forecast.model_events values (?, ?, ?, ?, ?, ?, ?)",
+            [datetime.now(), run_date, "serve_fallback", fallback, "fallback", "fallback", reason],
+        )
+    return fallback, model, reason
 
 
 def registry_rows(wh: Warehouse) -> list[dict[str, Any]]:

@@ -114,6 +114,22 @@ def task_failed_alert(
 # --- delivery ---------------------------------------------------------------------------
 
 
+def model_fallback_alert(run_date: date, reason: str) -> Alert:
+    """The champion's artifact was unusable and tonight's forecasts come from the fallback."""
+    return Alert(
+        kind="model_fallback",
+        run_date=run_date,
+        dag_id="erp_forecast_nightly",
+        task_id="forecast_plan",
+        severity="critical",
+        summary=reason,
+        rerun_hint=(
+            "Forecasts are published from the fallback model. Restore the champion's artifact, "
+            "or make the fallback champion with `nightcast model rollback`."
+        ),
+    )
+
+
 def _post_webhook(url: str, text: str) -> None:
     body = json.dumps({"text": text}).encode()
     req = urllib.request.Request(

@@ -21,11 +21,14 @@ from nightcast.audit import record_publication
 from nightcast.config import Settings
 from nightcast.forecasting import ForecastModel
 from nightcast.forecasting.registry import (
-    load_champion,
-    load_version,
+    RegistryError,
+    artifact_checksum,
+    load_serving_model,
     save_and_register,
     shadow_candidate,
 )
+from nightcast.monitoring.alerts import model_fallback_alert, raise_alert
+from nightcast.pipeline import batches
 from nightcast.pipeline.stages import record_task, warehouse
 from nightcast.warehouse.base import Warehouse
 
@@ -114,10 +117,6 @@ def future_frame(wh: Warehouse, series: pd.DataFrame, run_date: date, horizon: i
     )
 
 
-def forecast_path(settings: Settings, run_date: date) -> Path:
-    return settings.lake_dir / "forecast" / f"date={run_date.isoformat()}" / "forecasts.parquet"
-
-
 def train(history: pd.DataFrame, settings: Settings) -> ForecastModel:
     model = ForecastModel(params=model_params(), horizon=settings.horizon_days)
     return model.fit(history, static_cols=STATIC_COLS, exog_cols=["on_promo"])
@@ -128,9 +127,10 @@ def _forecast_rows(
     version: str,
     history: pd.DataFrame,
     future: pd.DataFrame,
-    series: pd.DataFrame,
     run_date: date,
 ) -> pd.DataFrame:
+    """One row per item, location and forecast date of the series in ``history``."""
+    series = history[["unique_id", "item_id", "location_id"]].drop_duplicates()
     pred = model.predict(history, future, cutoff=pd.Timestamp(run_date))
     out = pred.merge(series, on="unique_id", how="left")
     return pd.DataFrame(
@@ -148,37 +148,52 @@ def _forecast_rows(
     )
 
 
-def _shadow_forecast(
-    settings: Settings,
-    history: pd.DataFrame,
-    future: pd.DataFrame,
-    series: pd.DataFrame,
-    run_date: date,
-) -> None:
-    """Shadow mode: the latest challenger forecasts into ``forecast.shadow_forecasts``.
+def _artifact_path(wh: Warehouse, version: str) -> Path:
+    row = wh.fetchone(
+        "select artifact_path from forecast.model_registry where model_version = ?", [version]
+    )
+    if row is None:
+        raise RegistryError(f"model {version} is not in forecast.model_registry")
+    return Path(row[0])
 
-    Best effort: a failure is logged and never fails the nightly forecast.
+
+def _pin_champion(
+    wh: Warehouse, history: pd.DataFrame, settings: Settings, run_date: date
+) -> tuple[str, Path, bool, str | None]:
+    """The serving model's version and artifact; trains and registers a first one if none exists.
+
+    The fourth item says why the fallback serves instead of the champion (None normally).
     """
+    found = load_serving_model(wh, run_date)
+    if found is not None:
+        version, _, fallback_reason = found
+        return version, _artifact_path(wh, version), False, fallback_reason
+    log.info("no champion model registered: training a first one on %d rows", len(history))
+    model = train(history, settings)
+    version = save_and_register(wh, model, settings.models_dir, run_date)
+    return version, _artifact_path(wh, version), True, None
+
+
+def _pin_shadow(wh: Warehouse) -> tuple[str, Path] | None:
+    """Shadow mode (NIGHTCAST_SHADOW=1): the challenger every batch also forecasts with."""
+    if os.environ.get("NIGHTCAST_SHADOW") != "1":
+        return None
     try:
-        with warehouse(settings) as wh:
-            version = shadow_candidate(wh)
-            if version is None:
-                log.info("shadow: no challenger newer than the champion; nothing to shadow")
-                return
-            model = load_version(wh, version)
-        rows = _forecast_rows(model, version, history, future, series, run_date)
-        table = pa.Table.from_pandas(rows, preserve_index=False)
-        with warehouse(settings) as wh, wh.transaction():
-            wh.replace_partition("forecast.shadow_forecasts", "run_date", run_date, table)
-        log.info("shadow: %d rows from challenger %s for %s", len(rows), version, run_date)
+        version = shadow_candidate(wh)
+        if version is None:
+            log.info("shadow: no challenger newer than the champion; nothing to shadow")
+            return None
+        return version, _artifact_path(wh, version)
     except Exception:
-        log.warning(
-            "shadow forecast for %s failed; the nightly forecast goes on", run_date, exc_info=True
-        )
+        log.warning("shadow: cannot pin a challenger; the nightly forecast goes on", exc_info=True)
+        return None
 
 
-def forecast(settings: Settings, run_date: date) -> dict[str, Any]:
-    """P10/P50/P90 for every active series; trains and registers a first model if none exists."""
+def forecast_plan(settings: Settings, run_date: date) -> list[dict[str, Any]]:
+    """Snapshot run D's inputs, pin one model version and cut the active series into batches.
+
+    Returns one small reference per batch (index, count, plan file), never data.
+    """
     started = time.monotonic()
     with warehouse(settings) as wh:
         history = history_frame(wh, run_date)
@@ -189,87 +204,169 @@ def forecast(settings: Settings, run_date: date) -> dict[str, Any]:
             )
         series = history[["unique_id", "item_id", "location_id"]].drop_duplicates()
         future = future_frame(wh, series, run_date, settings.horizon_days)
-        found = load_champion(wh)
-        trained = False
-        if found is None:
-            log.info("no champion model registered: training a first one on %d rows", len(history))
-            model = train(history, settings)
-            version = save_and_register(wh, model, settings.models_dir, run_date)
-            trained = True
-        else:
-            version, model = found
-    out = _forecast_rows(model, version, history, future, series, run_date)
-    if os.environ.get("NIGHTCAST_SHADOW") == "1":
-        _shadow_forecast(settings, history, future, series, run_date)
-    path = forecast_path(settings, run_date)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out.to_parquet(path.with_suffix(".tmp"), index=False)
-    path.with_suffix(".tmp").replace(path)
+        version, artifact, trained, fallback_reason = _pin_champion(wh, history, settings, run_date)
+        shadow = _pin_shadow(wh)
+    if fallback_reason is not None:
+        raise_alert(settings, model_fallback_alert(run_date, fallback_reason))
+    snap = batches.input_dir(settings.lake_dir, run_date)
+    batches.write_snapshot(history, snap / "history.parquet")
+    batches.write_snapshot(future, snap / "future.parquet")
+    cut = batches.split_series(series["unique_id"], settings.forecast_batch_series)
+    plan = batches.ForecastPlan(
+        run_date=run_date.isoformat(),
+        model_version=version,
+        artifact_path=str(artifact),
+        artifact_checksum=artifact_checksum(artifact),
+        horizon_days=settings.horizon_days,
+        history_path=str(snap / "history.parquet"),
+        future_path=str(snap / "future.parquet"),
+        batches=cut,
+        shadow_version=shadow[0] if shadow else None,
+        shadow_artifact_path=str(shadow[1]) if shadow else None,
+        history_rows=len(history),
+        trained=trained,
+    )
+    path = batches.plan_path(settings.lake_dir, run_date)
+    batches.write_plan(path, plan)
+    stale = batches.remove_stale_parts(path.parent, len(cut))
+    stale += batches.remove_stale_parts(
+        batches.shadow_dir(settings.lake_dir, run_date), len(cut) if shadow else 0
+    )
     seconds = time.monotonic() - started
+    summary = f"model {version}, {len(series)} series in {len(cut)} batch(es)"
     with warehouse(settings) as wh:
         record_task(
-            wh,
-            run_date,
-            "forecast",
-            rows_in=len(history),
-            rows_out=len(out),
-            seconds=seconds,
-            summary=f"model {version}, {len(series)} series",
-        )
+            wh, run_date, "forecast_plan", rows_in=len(history), rows_out=len(series),
+            seconds=seconds, summary=summary,
+        )  # fmt: skip
     log.info(
-        "forecast %s: %d series x %d days with model %s%s (%.1fs)",
-        run_date,
-        len(series),
-        settings.horizon_days,
-        version,
-        " (newly trained)" if trained else "",
-        seconds,
+        "forecast_plan %s: %s%s, shadow %s, %d stale part(s) removed (%.1fs)",
+        run_date, summary, " (newly trained)" if trained else "",
+        plan.shadow_version or "off", len(stale), seconds,
+    )  # fmt: skip
+    return [
+        {"batch": k, "batches": len(cut), "series": len(ids), "plan": str(path)}
+        for k, ids in enumerate(cut)
+    ]
+
+
+def forecast_batch(settings: Settings, run_date: date, batch: int) -> dict[str, Any]:
+    """Forecast the series of batch ``batch`` into its own part (a rerun rewrites only that part).
+
+    Reads only the plan's input snapshot and model artifact, never the warehouse,
+    so batches can run side by side on any worker of the forecasting queue.
+    """
+    started = time.monotonic()
+    plan = batches.read_plan(batches.plan_path(settings.lake_dir, run_date))
+    if not 0 <= batch < len(plan.batches):
+        raise IndexError(
+            f"batch {batch} is not in the plan of {run_date} ({len(plan.batches)} batches): "
+            "clear forecast_plan with downstream"
+        )
+    ids = plan.batches[batch]
+    history = pq.read_table(plan.history_path, filters=[("unique_id", "in", ids)]).to_pandas()
+    future = pq.read_table(plan.future_path, filters=[("unique_id", "in", ids)]).to_pandas()
+    model = batches.load_pinned_model(
+        plan.artifact_path, plan.artifact_checksum, plan.model_version
     )
-    return {
-        "model_version": version,
-        "series": len(series),
-        "rows": len(out),
-        "trained": trained,
-        "path": str(path),
-    }
+    out = _forecast_rows(model, plan.model_version, history, future, run_date)
+    path = batches.part_path(batches.forecast_dir(settings.lake_dir, run_date), batch)
+    seconds = time.monotonic() - started
+    batches.write_part(pa.Table.from_pandas(out, preserve_index=False), path, seconds)
+    if plan.shadow_version and plan.shadow_artifact_path:
+        _shadow_batch(settings, plan, batch, history, future)
+    log.info(
+        "forecast_batch %s %d/%d: %d series x %d days with model %s, %d rows (%.1fs, %.0f series/s)",
+        run_date, batch + 1, len(plan.batches), len(ids), plan.horizon_days,
+        plan.model_version, len(out), seconds, len(ids) / max(seconds, 1e-9),
+    )  # fmt: skip
+    return {"batch": batch, "series": len(ids), "rows": len(out), "path": str(path)}
+
+
+def _shadow_batch(
+    settings: Settings,
+    plan: batches.ForecastPlan,
+    batch: int,
+    history: pd.DataFrame,
+    future: pd.DataFrame,
+) -> None:
+    """Best effort: the pinned challenger forecasts this batch aside; a failure only logs."""
+    run_date = date.fromisoformat(plan.run_date)
+    path = batches.part_path(batches.shadow_dir(settings.lake_dir, run_date), batch)
+    path.unlink(missing_ok=True)
+    try:
+        assert plan.shadow_version and plan.shadow_artifact_path
+        model = batches.load_pinned_model(plan.shadow_artifact_path, None, plan.shadow_version)
+        out = _forecast_rows(model, plan.shadow_version, history, future, run_date)
+        batches.write_part(pa.Table.from_pandas(out, preserve_index=False), path, 0.0)
+    except Exception:
+        log.warning(
+            "shadow forecast of batch %d for %s failed; the nightly forecast goes on",
+            batch, run_date, exc_info=True,
+        )  # fmt: skip
+
+
+def _load_shadow(settings: Settings, plan: batches.ForecastPlan, run_date: date) -> None:
+    """Best effort: replace run D's shadow forecasts when every batch wrote its shadow part."""
+    if not plan.shadow_version:
+        return
+    try:
+        folder = batches.shadow_dir(settings.lake_dir, run_date)
+        data, _ = batches.read_parts(folder, plan, plan.shadow_version)
+        with warehouse(settings) as wh, wh.transaction():
+            wh.replace_partition("forecast.shadow_forecasts", "run_date", run_date, data)
+        log.info(
+            "shadow: %d rows from challenger %s for %s",
+            data.num_rows,
+            plan.shadow_version,
+            run_date,
+        )
+    except Exception:
+        log.warning(
+            "shadow forecasts for %s not loaded; the nightly forecast goes on", run_date,
+            exc_info=True,
+        )  # fmt: skip
+
+
+def forecast(settings: Settings, run_date: date) -> dict[str, Any]:
+    """Plan and run every batch in this process (what the DAG does across mapped tasks)."""
+    refs = forecast_plan(settings, run_date)
+    rows = sum(forecast_batch(settings, run_date, ref["batch"])["rows"] for ref in refs)
+    return {"batches": len(refs), "series": sum(r["series"] for r in refs), "rows": rows}
 
 
 def load_forecasts(settings: Settings, run_date: date) -> dict[str, Any]:
-    """Replace run D's forecasts in one transaction (a rerun leaves the same rows)."""
+    """Replace run D's forecasts with all batch parts in one transaction (a rerun leaves the same rows).
+
+    Fails, naming the batch, unless every planned series is present exactly once
+    with ``horizon_days`` rows.
+    """
     started = time.monotonic()
-    path = forecast_path(settings, run_date)
-    if not path.exists():
-        raise FileNotFoundError(
-            f"no forecast file {path} for {run_date}: rerun the forecast task first"
-        )
-    data = pq.read_table(path)
-    versions = set(data.column("model_version").to_pylist())
-    series = len(
-        set(
-            zip(
-                data.column("item_id").to_pylist(),
-                data.column("location_id").to_pylist(),
-                strict=True,
-            )
-        )
-    )
+    plan = batches.read_plan(batches.plan_path(settings.lake_dir, run_date))
+    folder = batches.forecast_dir(settings.lake_dir, run_date)
+    data, batch_seconds = batches.read_parts(folder, plan, plan.model_version)
+    series = plan.series_count
     with warehouse(settings) as wh, wh.transaction():
         n = wh.replace_partition("forecast.forecasts", "run_date", run_date, data)
         wh.execute(
             "update forecast.runs set model_version = ?, series_count = ?, rows_forecast = ?, horizon_days = ?, "
             "status = case when status = 'published' then status else 'loaded' end where run_date = ?",
-            [",".join(sorted(versions)), series, n, settings.horizon_days, run_date],
+            [plan.model_version, series, n, plan.horizon_days, run_date],
         )
         record_task(
-            wh,
-            run_date,
-            "load_forecasts",
-            rows_in=data.num_rows,
-            rows_out=n,
+            wh, run_date, "forecast_batch", rows_in=plan.history_rows, rows_out=data.num_rows,
+            seconds=batch_seconds, summary=f"{len(plan.batches)} batch(es)",
+        )  # fmt: skip
+        record_task(
+            wh, run_date, "load_forecasts", rows_in=data.num_rows, rows_out=n,
             seconds=time.monotonic() - started,
-        )
-    log.info("load_forecasts %s: %d rows for %d series", run_date, n, series)
-    return {"rows": n, "series": series}
+        )  # fmt: skip
+    _load_shadow(settings, plan, run_date)
+    log.info(
+        "load_forecasts %s: %d rows for %d series from %d batch(es)",
+        run_date, n, series, len(plan.batches),
+    )  # fmt: skip
+    return {"rows": n, "series": series, "batches": len(plan.batches)}
 
 
 def publish(settings: Settings, run_date: date) -> dict[str, Any]:
@@ -289,7 +386,8 @@ def publish(settings: Settings, run_date: date) -> dict[str, Any]:
         )
         record_task(wh, run_date, "publish", rows_out=int(row[1]), seconds=0.0)
         # The append-only audit row commits with the publication, or neither does.
-        record_publication(wh, run_date, "published", actor="pipeline")
+        snapshot = batches.snapshot_inputs(settings.lake_dir, run_date)
+        record_publication(wh, run_date, "published", actor="pipeline", inputs=snapshot)
     log.info(
         "published run %s (%d forecast rows): marts.forecast_latest now shows it", run_date, row[1]
     )

@@ -113,6 +113,16 @@ def _history(settings: Settings, run_date: date) -> pd.DataFrame:
     return history
 
 
+def _train_dask(history: pd.DataFrame, settings: Settings, address: str) -> ForecastModel:
+    """As ``train``, boosting on the Dask cluster at NIGHTCAST_DASK_ADDRESS."""
+    from nightcast.forecasting.distributed import DaskTrainer
+    from nightcast.pipeline.forecast import STATIC_COLS, model_params
+
+    trainer = DaskTrainer(address, settings.dask_timeout_s)
+    model = ForecastModel(model_params(), horizon=settings.horizon_days, trainer=trainer)
+    return model.fit(history, static_cols=STATIC_COLS, exog_cols=["on_promo"])
+
+
 def train_challenger(settings: Settings, run_date: date) -> dict[str, Any]:
     """Fit a challenger on the data up to the holdout start and register it as ``challenger``.
 
@@ -130,7 +140,10 @@ def train_challenger(settings: Settings, run_date: date) -> dict[str, Any]:
     data_end = min(run_date, pd.Timestamp(history["ds"].max()).date())
     cutoffs = holdout_cutoffs(data_end, settings.horizon_days)
     train_part = history[history["ds"] <= pd.Timestamp(cutoffs[0])]
-    model = train(train_part, settings)
+    if settings.dask_address:
+        model = _train_dask(train_part, settings, settings.dask_address)
+    else:
+        model = train(train_part, settings)
     with warehouse(settings) as wh:
         version = register(
             wh,

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from nightcast.cleaning.clean import QUARANTINE_COLUMNS, CleanResult, clean_table
 from nightcast.config import Settings
+from nightcast.monitoring.metrics import record_task_metrics
 from nightcast.sources.extract import (
     HeaderDrift,
     Window,
@@ -30,6 +31,7 @@ from nightcast.sources.extract import (
     landing_path,
     open_source,
     plan_window,
+    read_landed,
 )
 from nightcast.sources.mapping import SourceMapping, load_mappings
 from nightcast.warehouse.base import Warehouse, open_warehouse
@@ -58,11 +60,18 @@ def record_task(
     seconds: float | None = None,
     summary: str = "",
 ) -> None:
-    """Replace this task's reconciliation row for the run date."""
+    """Replace this task's reconciliation row for the run date (and its ``ops.metrics``)."""
     wh.execute(
         "delete from ops.task_runs where run_date = ? and task = ? and source = ? and table_name = ?",
         [run_date, task, source, table],
     )
+    counters = {
+        "rows_in": rows_in,
+        "rows_out": rows_out,
+        "rows_quarantined": rows_quarantined,
+        "seconds": seconds,
+    }
+    record_task_metrics(wh, run_date, task, source=source, table=table, counters=counters)
     wh.execute(
         "insert into ops.task_runs values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
@@ -235,7 +244,7 @@ def clean(settings: Settings, source: str, run_date: date) -> dict[str, Any]:
             raise FileNotFoundError(
                 f"source {source!r} table {name!r}: no landed file {path} for {run_date}; rerun the extract task first"
             )
-        res: CleanResult = clean_table(pq.read_table(path), table, source, run_date, path)
+        res: CleanResult = clean_table(read_landed(path), table, source, run_date, path)
         _write_parquet(res.clean, clean_path(settings.lake_dir, "clean", name, run_date, source))
         _write_parquet(
             res.quarantine, clean_path(settings.lake_dir, "quarantine", name, run_date, source)

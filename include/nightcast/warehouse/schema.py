@@ -131,6 +131,26 @@ FORECAST_TABLES: dict[str, str] = {
         status_changed_at timestamp,
         fallback_until date
     """,
+    # Top-k SHAP contributions of run D's forecasts (nightcast.pipeline.explain): one row
+    # per run date, item, location, forecast date, quantile and rank. In units of demand:
+    # base_value + all contributions = prediction (the raw quantile, before clipping).
+    "explanations": """
+        run_date date not null,
+        item_id varchar not null,
+        location_id varchar not null,
+        forecast_date date not null,
+        horizon integer not null,
+        quantile varchar not null,
+        rank integer not null,
+        feature varchar not null,
+        feature_value double precision,
+        category_value varchar,
+        contribution double precision not null,
+        share double precision not null,
+        base_value double precision not null,
+        prediction double precision not null,
+        model_version varchar not null
+    """,
     # Shadow mode (NIGHTCAST_SHADOW=1): the latest challenger's nightly forecasts, same
     # grain as ``forecasts``; never read by the marts.
     "shadow_forecasts": """
@@ -245,6 +265,44 @@ OPS_TABLES: dict[str, str] = {
         finished_at timestamp,
         primary key (run_date, task, source, table_name)
     """,
+    # Accuracy of published forecasts (nightcast.monitoring.accuracy): one row per
+    # evaluation date (the night the scoring ran), forecast run date, horizon bucket,
+    # segment_type ('all' | 'category' | 'location') and segment. Each night rescores
+    # the runs with a forecast date in the lookback and replaces its evaluation date.
+    "forecast_accuracy": """
+        evaluation_date date not null,
+        run_date date not null,
+        model_version varchar,
+        horizon_bucket varchar not null,
+        horizon_min integer not null,
+        horizon_max integer not null,
+        segment_type varchar not null,
+        segment varchar not null,
+        n_forecasts bigint not null,
+        actual_quantity double precision not null,
+        forecast_quantity double precision not null,
+        abs_error double precision not null,
+        wape double precision,
+        mase double precision,
+        bias double precision,
+        p10_p90_coverage double precision,
+        last_forecast_date date not null,
+        primary key (evaluation_date, run_date, horizon_bucket, segment_type, segment)
+    """,
+    # Feature drift of tonight's design matrix against the reference bins stored with
+    # the champion (nightcast.monitoring.drift): one row per run date and feature.
+    "feature_drift": """
+        run_date date not null,
+        model_version varchar not null,
+        feature varchar not null,
+        feature_kind varchar not null,
+        psi double precision not null,
+        ks double precision,
+        status varchar not null,
+        threshold double precision not null,
+        rows_compared bigint not null,
+        primary key (run_date, feature)
+    """,
     # Every on-call alert raised (nightcast.monitoring.alerts): failed tasks, missed
     # publish deadlines, DQ warnings; ``delivered_to`` lists the channels that worked.
     "alerts": """
@@ -259,6 +317,16 @@ OPS_TABLES: dict[str, str] = {
         rerun_hint varchar,
         delivered_to varchar not null,
         delivery_errors varchar
+    """,
+    # Numeric metrics per run, DAG, task and name (nightcast.monitoring.metrics), also sent
+    # to StatsD when configured; re-emitting a metric replaces its row.
+    "metrics": """
+        run_date date not null,
+        dag_id varchar not null,
+        task_id varchar not null,
+        name varchar not null,
+        value double precision not null,
+        recorded_at timestamp not null
     """,
 }
 
@@ -294,7 +362,10 @@ AUDIT_TABLES: dict[str, str] = {
 
 # Tables whose rows for one value of a column are replaced as a unit; on
 # PostgreSQL they are LIST-partitioned by it and replaced by a partition swap.
-PARTITIONED: dict[str, str] = {"forecast.forecasts": "run_date"}
+PARTITIONED: dict[str, str] = {
+    "forecast.forecasts": "run_date",
+    "forecast.explanations": "run_date",
+}
 
 ALL_TABLES: dict[str, dict[str, str]] = {
     "raw": CANONICAL_TABLES,

@@ -1,0 +1,149 @@
+{#-
+    BI contract: why the latest *published* forecasts are what they are.
+
+    A view, like forecast_latest, so it switches to a new run at the moment the
+    run is marked published. The labels mirror
+    nightcast.forecasting.explain.FEATURE_LABELS (the CLI uses those).
+-#}
+{{ config(materialized='view') }}
+
+with
+
+runs as (
+
+    select * from {{ ref('stg_forecast__runs') }}
+
+),
+
+explanations as (
+
+    select * from {{ ref('stg_forecast__explanations') }}
+
+),
+
+forecasts as (
+
+    select * from {{ ref('stg_forecast__forecasts') }}
+
+),
+
+items as (
+
+    select * from {{ ref('dim_item') }}
+
+),
+
+locations as (
+
+    select * from {{ ref('dim_location') }}
+
+),
+
+latest_published_run as (
+
+    select
+        run_date,
+        published_at
+
+    from runs
+    where
+        run_status = 'published'
+        and run_date = (
+            select max(published_runs.run_date)
+            from runs as published_runs
+            where published_runs.run_status = 'published'
+        )
+
+),
+
+labelled as (
+
+    select
+        *,
+        case
+            when feature = 'horizon' then 'days ahead'
+            when feature = 'log_scale' then 'recent level (28-day mean)'
+            when feature = 'lag_1' then 'demand on the run date'
+            when feature = 'last_known' then 'last known demand'
+            when feature = 'age' then 'days since first sale'
+            when feature = 'since_sale' then 'days since last sale'
+            when feature = 'ewm_0.1' then 'smoothed demand (slow)'
+            when feature = 'ewm_0.3' then 'smoothed demand (fast)'
+            when feature = 'month' then 'month'
+            when feature = 'week_of_year' then 'week of year'
+            when feature = 'day_of_week' then 'day of week'
+            when feature = 'day_of_month' then 'day of month'
+            when feature = 'weeks_to_xmas' then 'weeks to Christmas'
+            when feature = 'on_promo' then 'on promotion'
+            when feature = 'is_holiday' then 'public holiday'
+            when feature = 'item_id' then 'item'
+            when feature = 'location_id' then 'location'
+            when feature = 'department' then 'department'
+            when feature = 'category' then 'category'
+            when feature = 'location_type' then 'location type'
+            when feature = 'country' then 'country'
+            when substr(feature, 1, 12) = 'season_mean_'
+                then 'same weekday, last ' || substr(feature, 13) || ' weeks'
+            when substr(feature, 1, 5) = 'mean_'
+                then 'recent ' || substr(feature, 6) || '-day mean'
+            when substr(feature, 1, 4) = 'std_'
+                then substr(feature, 5) || '-day variability'
+            when substr(feature, 1, 10) = 'zero_frac_'
+                then 'share of zero-demand days (' || substr(feature, 11) || ' days)'
+            when substr(feature, 1, 11) = 'known_frac_'
+                then 'share of days with data (' || substr(feature, 12) || ' days)'
+            else feature
+        end as feature_label
+
+    from explanations
+
+),
+
+joined as (
+
+    select
+        labelled.item_id,
+        labelled.location_id,
+        labelled.forecast_date,
+        labelled.horizon,
+        labelled.quantile,
+        labelled.contribution_rank,
+        labelled.feature,
+        labelled.feature_label,
+        labelled.feature_value,
+        labelled.category_value,
+        labelled.contribution,
+        labelled.contribution_share,
+        labelled.base_value,
+        labelled.model_prediction,
+        forecasts.p50,
+        labelled.model_version,
+        labelled.run_date,
+        latest_published_run.published_at,
+        items.item_name,
+        items.category,
+        locations.location_name
+
+    from labelled
+    inner join latest_published_run
+        on latest_published_run.run_date = labelled.run_date
+    left join forecasts
+        on
+            forecasts.run_date = labelled.run_date
+            and forecasts.item_id = labelled.item_id
+            and forecasts.location_id = labelled.location_id
+            and forecasts.forecast_date = labelled.forecast_date
+    left join items
+        on items.item_id = labelled.item_id
+    left join locations
+        on locations.location_id = labelled.location_id
+
+),
+
+final as (
+
+    select * from joined
+
+)
+
+select * from final

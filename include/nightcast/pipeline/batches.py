@@ -1,0 +1,216 @@
+"""Batches of series for the mapped nightly forecast: plan, part files, completeness.
+
+The nightly forecast of run date D is split into batches of at most
+``NIGHTCAST_FORECAST_BATCH_SERIES`` series. Everything a batch needs is a file
+under the lake, never data in XCom:
+
+``lake/forecast/date=D/``
+    ``_plan.json``          the plan: pinned model version(s) and the series of each batch
+    ``part-00000.parquet``  one row per item, location and forecast date of batch 0
+    ``shadow/part-*.parquet`` the challenger's forecast in shadow mode, same grain
+``lake/forecast_input/date=D/``
+    ``history.parquet``     input snapshot: one row per active series and day with activity
+    ``future.parquet``      one row per series and horizon day (known-in-advance features)
+
+Files whose names start with ``_`` are ignored by Parquet dataset readers, so
+the plan can sit next to the parts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from nightcast.forecasting import ForecastModel
+from nightcast.forecasting.registry import RegistryError, artifact_checksum
+
+PART_GLOB = "part-*.parquet"
+# Seconds a batch spent, kept in its part's Parquet metadata for the load summary.
+SECONDS_KEY = b"nightcast.seconds"
+
+
+@dataclass(frozen=True)
+class ForecastPlan:
+    """What every batch of run D uses: one model version, one input snapshot, its series."""
+
+    run_date: str
+    model_version: str
+    artifact_path: str
+    artifact_checksum: str
+    horizon_days: int
+    history_path: str
+    future_path: str
+    batches: list[list[str]]
+    shadow_version: str | None = None
+    shadow_artifact_path: str | None = None
+    history_rows: int = 0
+    trained: bool = False
+
+    @property
+    def series_count(self) -> int:
+        return sum(len(b) for b in self.batches)
+
+
+def forecast_dir(lake_dir: Path, run_date: date) -> Path:
+    return lake_dir / "forecast" / f"date={run_date.isoformat()}"
+
+
+def input_dir(lake_dir: Path, run_date: date) -> Path:
+    return lake_dir / "forecast_input" / f"date={run_date.isoformat()}"
+
+
+def plan_path(lake_dir: Path, run_date: date) -> Path:
+    return forecast_dir(lake_dir, run_date) / "_plan.json"
+
+
+def part_path(folder: Path, batch: int) -> Path:
+    """``folder/part-<batch>.parquet``, zero-padded so parts sort in batch order."""
+    return folder / f"part-{batch:05d}.parquet"
+
+
+def shadow_dir(lake_dir: Path, run_date: date) -> Path:
+    return forecast_dir(lake_dir, run_date) / "shadow"
+
+
+def split_series(series: Iterable[str], batch_size: int) -> list[list[str]]:
+    """Sorted distinct series ids cut into consecutive batches of at most ``batch_size``.
+
+    Deterministic: the same series give the same batches on every rerun, so a
+    rerun of one mapped index forecasts the same series it did the first time.
+    """
+    if batch_size < 1:
+        raise ValueError(
+            f"NIGHTCAST_FORECAST_BATCH_SERIES must be a positive number of series, got {batch_size}"
+        )
+    ids = sorted(set(series))
+    return [ids[i : i + batch_size] for i in range(0, len(ids), batch_size)]
+
+
+def remove_stale_parts(folder: Path, keep: int) -> list[Path]:
+    """Delete ``part-<k>`` files with ``k >= keep`` (left by an earlier run with more batches)."""
+    stale = []
+    for path in sorted(folder.glob(PART_GLOB)) if folder.exists() else []:
+        index = path.stem.removeprefix("part-")
+        if not index.isdigit() or int(index) >= keep:
+            path.unlink()
+            stale.append(path)
+    return stale
+
+
+def write_plan(path: Path, plan: ForecastPlan) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(plan), indent=1))
+    tmp.replace(path)
+
+
+def read_plan(path: Path) -> ForecastPlan:
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no forecast plan {path}: clear the forecast_plan task (with downstream) and rerun it"
+        )
+    return ForecastPlan(**json.loads(path.read_text()))
+
+
+def write_snapshot(frame: pd.DataFrame, path: Path) -> None:
+    """Write one input snapshot atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path.with_suffix(".tmp"), index=False)
+    path.with_suffix(".tmp").replace(path)
+
+
+def load_pinned_model(path: str, checksum: str | None, version: str) -> ForecastModel:
+    """The model the plan pinned; refuses an artifact whose checksum changed since."""
+    if checksum is not None and artifact_checksum(Path(path)) != checksum:
+        raise RegistryError(
+            f"model {version} at {path} changed since forecast_plan pinned it (checksum mismatch): "
+            "clear forecast_plan with downstream so every batch uses one model"
+        )
+    return ForecastModel.load(Path(path))
+
+
+def write_part(table: pa.Table, path: Path, seconds: float) -> None:
+    """Write one batch's part atomically (a killed task never leaves half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {**(table.schema.metadata or {}), SECONDS_KEY: f"{seconds:.3f}".encode()}
+    tmp = path.with_suffix(".tmp")
+    pq.write_table(table.replace_schema_metadata(meta), tmp)
+    tmp.replace(path)
+
+
+def _series_rows(table: pa.Table) -> dict[str, int]:
+    keys = zip(
+        table.column("item_id").to_pylist(), table.column("location_id").to_pylist(), strict=True
+    )
+    counts: dict[str, int] = {}
+    for item, loc in keys:
+        key = f"{item}|{loc}"
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _check_part(
+    table: pa.Table, expected: list[str], horizon: int, version: str | None, where: str
+) -> None:
+    versions = set(table.column("model_version").to_pylist())
+    if version is not None and versions - {version}:
+        raise ValueError(
+            f"{where} was forecast by model(s) {sorted(versions)}, but the plan pins {version}: "
+            "clear forecast_plan with downstream to forecast every batch again"
+        )
+    counts = _series_rows(table)
+    missing = sorted(set(expected) - counts.keys())
+    extra = sorted(counts.keys() - set(expected))
+    wrong = sorted(k for k in expected if k in counts and counts[k] != horizon)
+    if missing or extra or wrong:
+        raise ValueError(
+            f"{where} does not hold its planned series: {len(missing)} missing {missing[:3]}, "
+            f"{len(extra)} unplanned {extra[:3]}, {len(wrong)} without {horizon} rows "
+            f"{[(k, counts[k]) for k in wrong[:3]]}. Clear that map index of forecast_batch to rerun it"
+        )
+
+
+def read_parts(folder: Path, plan: ForecastPlan, version: str | None) -> tuple[pa.Table, float]:
+    """All parts of ``plan`` as one table, checked: every planned series exactly once, H rows each.
+
+    ``version`` is the model every part must come from. Returns the table (one
+    row per item, location and forecast date) and the batches' total seconds.
+    """
+    tables, seconds = [], 0.0
+    n = len(plan.batches)
+    for k, expected in enumerate(plan.batches):
+        path = part_path(folder, k)
+        where = f"forecast batch {k} of {n} ({path})"
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{where} is missing for {plan.run_date}: clear map index {k} of forecast_batch "
+                "(or the whole task) and rerun it"
+            )
+        table = pq.read_table(path)
+        seconds += float((table.schema.metadata or {}).get(SECONDS_KEY, b"0"))
+        _check_part(table, expected, plan.horizon_days, version, where)
+        tables.append(table.replace_schema_metadata(None))
+    return pa.concat_tables(tables), seconds
+
+
+def snapshot_inputs(lake_dir: Path, run_date: date) -> list[dict[str, object]]:
+    """The forecast's input snapshot files of run D with rows and sha256, for the audit trail."""
+    from nightcast.audit.records import file_sha256
+
+    out: list[dict[str, object]] = []
+    for name in ("history", "future"):
+        path = input_dir(lake_dir, run_date) / f"{name}.parquet"
+        if path.is_file():
+            rows = pq.ParquetFile(path).metadata.num_rows
+            out.append(
+                {"source": "forecast_input", "table": name, "path": str(path), "rows": rows,
+                 "sha256": file_sha256(path)}
+            )  # fmt: skip
+    return out
