@@ -158,8 +158,8 @@ def erp_forecast_nightly() -> None:
 
     started = start_run()
     cleaned = []
-    for source, pool in source_pools(get_settings().sources_dir):
-        landed = extract.override(task_id=f"extract_{source}", pool=pool)(source)
+    for source, pool, slots in source_pools(get_settings().sources_dir):
+        landed = extract.override(task_id=f"extract_{source}", pool=pool, pool_slots=slots)(source)
         started >> landed
         cleaned.append(clean.override(task_id=f"clean_{source}")(source))
         landed >> cleaned[-1]

@@ -45,13 +45,14 @@ def airflow_setup(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     Path(os.environ["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     _airflow("db", "migrate")
+    # Two connections per ERP, or more when one table's extraction runs more streams.
     pools = {
         pool: {
-            "slots": 2,
+            "slots": max(2, slots),
             "description": f"concurrent connections to ERP source {src!r}",
             "include_deferred": False,
         }
-        for src, pool in source_pools(settings.sources_dir)
+        for src, pool, slots in source_pools(settings.sources_dir)
     }
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         json.dump(pools, fh)

@@ -305,3 +305,23 @@ def test_the_audit_writer_only_ever_inserts(duck_url: str, tmp_path: Path) -> No
         assert counts == [("held_back", 1), ("published", 1), ("rolled_back", 1)]
     source = "\n".join(p.read_text() for p in Path(audit.__file__).parent.glob("*.py"))
     assert not re.search(r"\b(update|delete from|truncate)\s+audit\.", source, re.I)
+
+
+def test_a_multi_part_landing_is_hashed_over_every_part(tmp_path: Path) -> None:
+    folder = tmp_path / "raw" / "erp" / "order_lines" / "date=2025-05-01"
+    folder.mkdir(parents=True)
+    bodies = [b"part zero", b"part one", b"part two"]
+    for k, body in enumerate(bodies):
+        (folder / f"part-{k}.parquet").write_bytes(body)
+    (folder / "part-1.parquet.tmp").write_bytes(b"a crashed write is not part of the landing")
+    first = folder / "part-0.parquet"
+    assert audit.records.landing_sha256(first) == (hashlib.sha256(b"".join(bodies)).hexdigest(), 3)
+    # Changing any later part changes the recorded hash: the whole landing is covered.
+    (folder / "part-2.parquet").write_bytes(b"part 2!!")
+    assert audit.records.landing_sha256(first)[0] != hashlib.sha256(b"".join(bodies)).hexdigest()
+    # A one-part landing hashes exactly like its file (older audit rows still compare).
+    single = tmp_path / "single" / "part-0.parquet"
+    single.parent.mkdir()
+    single.write_bytes(b"only")
+    assert audit.records.landing_sha256(single) == (hashlib.sha256(b"only").hexdigest(), 1)
+    assert audit.records.landing_sha256(tmp_path / "gone" / "part-0.parquet") == (None, 0)

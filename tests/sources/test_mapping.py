@@ -246,11 +246,27 @@ def test_source_pools(tmp_path: Path) -> None:
     # A second source without an explicit pool gets erp_<source>; tables are not validated.
     (tmp_path / "sap.yaml").write_text("source: sap\nconnection: sap_prod\ntables: {}\n")
     (tmp_path / "notes.txt").write_text("source: ignored\n")
-    assert source_pools(tmp_path) == [("demo", "erp_demo"), ("sap", "erp_sap")]
+    # demo's incremental order_lines may open two streams; sap has no tables.
+    assert source_pools(tmp_path) == [("demo", "erp_demo", 2), ("sap", "erp_sap", 1)]
+
+
+def test_the_extract_task_takes_one_pool_slot_per_connection_it_may_open(tmp_path: Path) -> None:
+    (tmp_path / "big.yaml").write_text(
+        "source: big\nconnection: c\ntables:\n"
+        "  items: {mode: full}\n"
+        "  order_lines: {mode: incremental, parallel: 4, split: line_id}\n"
+    )
+    (tmp_path / "dims.yaml").write_text(
+        "source: dims\nconnection: c\ntables:\n  items: {mode: full}\n"
+    )
+    (tmp_path / "drop.yaml").write_text(
+        "source: drop\nkind: csv_folder\nconnection: c\ntables:\n  lines: {mode: incremental}\n"
+    )
+    assert [p.extract_slots for p in source_pools(tmp_path)] == [4, 1, 1]
 
 
 def test_source_pools_of_the_shipped_folder() -> None:
-    assert ("demo", "erp_demo") in source_pools(DEMO_YAML.parent)
+    assert ("demo", "erp_demo", 2) in source_pools(DEMO_YAML.parent)
 
 
 # --- parsing keys (decimal, thousands, currency, formats, excel_serial, timezone, ...) -----

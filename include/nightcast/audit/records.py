@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from nightcast import __version__
+from nightcast.sources.extract import landed_parts
 from nightcast.warehouse.base import Warehouse
 
 AUDIT_TABLE_NAMES = ("audit.publications", "audit.overrides")
@@ -77,15 +78,27 @@ def code_version() -> str:
     return f"{text} ({sha})" if sha else text
 
 
-def file_sha256(path: Path) -> str | None:
-    """sha256 of a file, or None when it is gone."""
-    if not path.is_file():
-        return None
+def file_sha256(path: Path, *more: Path) -> str | None:
+    """sha256 over the bytes of ``path`` then ``more`` (streamed), or None when one is gone."""
     h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+    for part in (path, *more):
+        if not part.is_file():
+            return None
+        with part.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
     return h.hexdigest()
+
+
+def landing_sha256(first_part: Path) -> tuple[str | None, int]:
+    """(sha256 over every part of a landing in part order, number of parts).
+
+    A one-part landing hashes exactly like its file, so older audit rows compare.
+    """
+    parts = landed_parts(first_part) if first_part.name.startswith("part-") else [first_part]
+    if not parts:
+        return None, 0
+    return file_sha256(*parts), len(parts)
 
 
 def input_snapshot(wh: Warehouse, run_date: date) -> list[dict[str, Any]]:
@@ -95,16 +108,20 @@ def input_snapshot(wh: Warehouse, run_date: date) -> list[dict[str, Any]]:
         "where run_date = ? order by source, table_name",
         [run_date],
     )
-    return [
-        {
-            "source": source,
-            "table": table,
-            "path": path,
-            "rows": int(n),
-            "sha256": file_sha256(Path(path)),
-        }
-        for source, table, path, n in rows
-    ]
+    out = []
+    for source, table, path, n in rows:
+        digest, parts = landing_sha256(Path(path))
+        out.append(
+            {
+                "source": source,
+                "table": table,
+                "path": path,
+                "parts": parts,
+                "rows": int(n),
+                "sha256": digest,
+            }
+        )
+    return out
 
 
 def _text(value: Any) -> str:

@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from nightcast.config import connection_path, connection_url
-from nightcast.sources.mapping import SourceMapping, TableMapping
+from nightcast.sources.mapping import AUTO_STREAMS, SourceMapping, TableMapping
 
 log = logging.getLogger("nightcast.sources")
 
@@ -44,7 +44,6 @@ BATCH_ROWS = 50_000
 # Parallel streams for large incremental tables when the mapping leaves 'parallel'
 # unset: two streams beat one binary COPY (measured, README "Extraction") while taking
 # only one more ERP connection; small windows are not worth a second connection.
-AUTO_STREAMS = 2
 AUTO_MIN_ROWS = 1_000_000
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -32,6 +32,8 @@ COLUMN_TYPES = ("id", "string", "float", "int", "date", "timestamp")
 SOURCE_KINDS = ("sql", "csv_folder")
 CSV_KEYS = ("file", "delimiter", "encoding", "optional", "quote", "escape")
 PARALLEL_KEYS = ("parallel", "split")
+# Streams an incremental sql table gets without 'parallel' when its window is large.
+AUTO_STREAMS = 2
 MAX_PARALLEL = 8  # streams are ERP connections: more would crowd a production database
 NUMBER_KEYS = ("decimal", "thousands", "currency")
 DATE_KEYS = ("formats", "excel_serial", "timezone")
@@ -456,11 +458,39 @@ def load_mappings(folder: Path) -> list[SourceMapping]:
     return sorted(mappings, key=lambda m: m.source)
 
 
-def source_pools(folder: Path) -> list[tuple[str, str]]:
-    """(source, pool) of every mapping: cheap enough for DAG parse time (tables not validated)."""
+class SourcePool(NamedTuple):
+    """The Airflow pool of one ERP source and what its extract task takes from it."""
+
+    source: str
+    pool: str
+    extract_slots: int  # the most connections one table's extraction opens at once
+
+
+def _extract_slots(doc: dict[str, Any]) -> int:
+    """Streams the busiest table may open (explicit ``parallel``, else the automatic default)."""
+    if doc.get("kind") == "csv_folder":
+        return 1
+    slots = 1
+    for spec in (doc.get("tables") or {}).values():
+        spec = spec or {}
+        default = AUTO_STREAMS if spec.get("mode", "full") == "incremental" else 1
+        parallel = spec.get("parallel")
+        wanted = (
+            parallel if isinstance(parallel, int) and not isinstance(parallel, bool) else default
+        )
+        slots = max(slots, min(max(wanted, 1), MAX_PARALLEL))
+    return slots
+
+
+def source_pools(folder: Path) -> list[SourcePool]:
+    """One :class:`SourcePool` per mapping: cheap enough for DAG parse time (tables not validated).
+
+    The extract task takes ``extract_slots`` slots, one per connection it may open, so
+    the pool caps connections to the ERP, not tasks.
+    """
     out = []
     for p in sorted(folder.glob("*.yaml")):
         doc = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
         source = str(doc.get("source", p.stem))
-        out.append((source, str(doc.get("pool", f"erp_{source}"))))
+        out.append(SourcePool(source, str(doc.get("pool", f"erp_{source}")), _extract_slots(doc)))
     return out
