@@ -133,13 +133,22 @@ def test_extracted_equals_loaded_plus_quarantined(nightly: Any) -> None:
     )
 
 
+TASK_RUNS = (
+    "select run_date, task, source, table_name, rows_in, rows_out, rows_quarantined, summary "
+    "from ops.task_runs order by 1, 2, 3, 4"
+)
+
+
 def test_rerunning_the_same_night_leaves_every_table_identical(nightly: Any) -> None:
-    before = checksums()
+    before, tasks_before = checksums(), set(query(TASK_RUNS))
     run_night(nightly, NIGHT1)
-    after = checksums()
+    after, tasks_after = checksums(), set(query(TASK_RUNS))
     assert before.keys() == after.keys()
     changed = {t for t in before if before[t] != after[t]}
-    assert changed == set(), f"tables changed by a rerun of {NIGHT1}: {sorted(changed)}"
+    assert changed == set(), (
+        f"tables changed by a rerun of {NIGHT1}: {sorted(changed)}; ops.task_runs rows only "
+        f"before: {sorted(tasks_before - tasks_after)}, only after: {sorted(tasks_after - tasks_before)}"
+    )
 
 
 def mapped_instances(dag_id: str, run_id: str, task_id: str) -> list[int]:

@@ -52,6 +52,8 @@ def dbt_build(
             failed.append(
                 f"{r.node.resource_type} {r.node.name}: {(r.message or '').strip()[:300]}"
             )
+    # dbt's threads finish in any order: sort so a rerun records the same summary.
+    statuses = dict(sorted(statuses.items()))
     log.info("dbt build: %s in %.1fs", statuses, seconds)
     if not res.success:
         detail = "\n  ".join(failed) or str(
