@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from conftest import FAST
+from _demand import FAST
 
 from nightcast.forecasting import ForecastModel, summarize
 

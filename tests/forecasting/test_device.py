@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pandas as pd
 import pytest
-from conftest import FAST
+from _demand import FAST
 
 from nightcast.forecasting import ForecastModel
 from nightcast.forecasting import device as dev

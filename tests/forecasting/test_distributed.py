@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FAST, make_demand
+from _demand import FAST, make_demand
 from distributed import Client, LocalCluster
 
 from nightcast.config import get_settings

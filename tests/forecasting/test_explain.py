@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FAST, make_demand
+from _demand import FAST, make_demand
 
 from nightcast.forecasting import ForecastModel
 from nightcast.forecasting.explain import contributions, explain, feature_label

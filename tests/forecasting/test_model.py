@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FAST, make_demand
+from _demand import FAST, make_demand
 
 from nightcast.forecasting import ForecastModel, resolve_device
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FAST
+from _demand import FAST
 
 from nightcast.forecasting import ForecastModel
 from nightcast.forecasting.features import HistoryStats

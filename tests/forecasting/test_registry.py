@@ -9,7 +9,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import make_demand
+from _demand import make_demand
 
 from nightcast.forecasting import ForecastModel
 from nightcast.forecasting.lifecycle import (

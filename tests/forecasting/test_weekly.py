@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from conftest import FAST, make_demand
+from _demand import FAST, make_demand
 
 from nightcast.forecasting import ForecastModel
 from nightcast.forecasting.model import RECIPES

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import D, Known, build_warehouse
+from _report_world import D, Known, build_warehouse
 
 from nightcast.pipeline.report import report
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from _report_world import PREVIOUS, D, Known, build_warehouse
 from _services import fresh_postgres_database
-from conftest import PREVIOUS, D, Known, build_warehouse
 
 from nightcast import cli
 from nightcast.pipeline.report import report

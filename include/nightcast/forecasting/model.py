@@ -3,21 +3,30 @@
 One global LightGBM model per quantile is trained on rows ``(series, origin, h)``
 with features computed at the origin only (see :mod:`.features`), the horizon
 ``h`` as a feature, and the target scaled by the series' recent mean. Training
-choices that differ between daily and weekly data are in :data:`RECIPES`.
+choices that differ between daily and weekly data are in :data:`RECIPES`. The
+design-matrix rows and features are built in :mod:`.design`, the per-quantile
+boosters trained in :mod:`.training`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from nightcast.forecasting.design import COUNTRY_COL as COUNTRY_COL
+from nightcast.forecasting.design import (
+    FeatureLayout,
+    PredictionDesign,
+    design_matrix,
+    prediction_rows,
+    training_rows,
+)
 from nightcast.forecasting.device import resolve_device
 from nightcast.forecasting.features import HistoryStats
 from nightcast.forecasting.panel import (
@@ -26,13 +35,12 @@ from nightcast.forecasting.panel import (
     Panel,
     Y,
     build_panel,
-    calendar,
-    encode_categories,
     freq_spec,
-    holiday_matrix,
     resolve_columns,
     validate_frame,
 )
+from nightcast.forecasting.training import Trainer, TrainingSet, train_boosters
+from nightcast.forecasting.training import quantile_name as _qname
 from nightcast.monitoring.drift import reference_bins
 
 log = logging.getLogger("nightcast.forecasting")
@@ -55,7 +63,6 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "device_type": "cpu",
 }
 OBJECTIVES = ("l2", "tweedie", "quantile", "l1")
-COUNTRY_COL = "country"
 # Per-frequency training recipe. ``lgb`` entries apply unless set in ``params``.
 # Weekly (tuned on the Online Retail benchmark, bench/online_retail_weekly.py):
 # - p50_resample: the P50 booster trains on rows resampled in proportion to their
@@ -88,23 +95,6 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
 }
 RECIPE_OVERRIDES: dict[str, Any] = {}  # for experiments
-# Trains one booster from (params, dataset): lgb.train by default, or a Dask cluster
-# (nightcast.forecasting.distributed). Training-time only: not saved with the model.
-Trainer = Callable[[dict[str, Any], lgb.Dataset], lgb.Booster]
-
-
-class PredictionDesign(NamedTuple):
-    """Rows ``predict`` scores: per-row series id, date, horizon, features and scale."""
-
-    ids: np.ndarray
-    dates: pd.DatetimeIndex
-    horizon: np.ndarray
-    x: np.ndarray
-    scale: np.ndarray
-
-
-def _qname(q: float) -> str:
-    return f"p{round(q * 100):d}"
 
 
 class ForecastModel:
@@ -192,46 +182,32 @@ class ForecastModel:
         return twin
 
     # ------------------------------------------------------------------ design matrix
+    def _layout(self) -> FeatureLayout:
+        return FeatureLayout(
+            self.spec, self.horizon, self.recipe["calendar"], self.exog_cols,
+            self.static_cols, self.categories,
+        )  # fmt: skip
+
     def _design(
         self, panel: Panel, stats: HistoryStats, s: np.ndarray, o: np.ndarray, h: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Feature matrix (float32, columns = ``feature_names``) and per-row scale.
 
         ``s``/``o`` are per unique (series, origin) pair; ``h`` is a list of
-        ``(pair index, horizon)`` rows as a ``[N, 2]`` int array.
+        ``(pair index, horizon)`` rows as a ``[N, 2]`` int array. An unfitted
+        model (no ``feature_names`` yet) takes every feature, in build order.
         """
-        pair, hz = h[:, 0], h[:, 1]
-        scale_p = stats.scale(s, o)
-        origin = stats.origin_features(s, o, scale_p)
-        rs, ro = s[pair], o[pair]
-        rt = ro + hz
-        scale = scale_p[pair]
-        n_total = panel.n_periods + self.horizon
-        cal = calendar(panel.start, panel.step, n_total, self.spec.daily)
-        cols: dict[str, np.ndarray] = {"horizon": hz.astype(np.float64)}
-        cols.update({k: v[pair] for k, v in origin.items()})
-        cols.update(stats.seasonal_features(rs, ro, rt, scale))
-        keep = self.recipe["calendar"]
-        cols.update({k: v[rt] for k, v in cal.items() if keep is None or k in keep})
-        for c in self.exog_cols:
-            cols[c] = panel.exog[c][rs, rt]
-        codes = {
-            c: encode_categories(panel.statics[c], self.categories[c]) for c in self.static_cols
-        }
-        if COUNTRY_COL in self.static_cols:
-            hol = holiday_matrix(self.categories[COUNTRY_COL], panel.start, panel.step, n_total)
-            cc = codes[COUNTRY_COL][rs]
-            known = ~np.isnan(cc)
-            cols["is_holiday"] = np.zeros(len(rs))
-            cols["is_holiday"][known] = hol[cc[known].astype(np.int64), rt[known]]
-        for c in self.static_cols:
-            cols[c] = codes[c][rs]
-        if not self._features:
-            self._features = list(cols)
-        x = np.empty((len(pair), len(self._features)), dtype=np.float32)
-        for j, name in enumerate(self._features):
-            x[:, j] = cols[name]
+        x, scale, self._features = design_matrix(
+            self._layout(), panel, stats, (s, o), h, self._features
+        )
         return x, scale
+
+    def _training_rows(self, panel: Panel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(series, origin) pairs and sampled ``(pair, h)`` rows with a known target."""
+        seed = int(self._params.get("seed", 0))
+        return training_rows(
+            panel, self.spec, self.horizon, self.max_origins, self.max_train_rows, seed
+        )
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -267,48 +243,10 @@ class ForecastModel:
         x, scale = self._design(panel, stats, s, o, rows)
         self.reference_bins = reference_bins(x, self._features, self.static_cols)
         target = panel.y[s[rows[:, 0]], o[rows[:, 0]] + rows[:, 1]] / scale
-        recipe = self.recipe
-        params = dict(self._params)
-        params.update({k: v for k, v in recipe["lgb"].items() if k not in self._user_params})
-        params["device_type"] = resolve_device(str(params.get("device_type", "cpu")))
-        cat_idx = [self._features.index(c) for c in self.static_cols]
-        ds_params = {"verbosity": -1, "max_bin": params.get("max_bin", 255)}
-
-        def dataset(idx: np.ndarray | None = None) -> lgb.Dataset:
-            xs, ts = (x, target) if idx is None else (x[idx], target[idx])
-            return lgb.Dataset(
-                xs, ts, feature_name=self._features, categorical_feature=cat_idx,
-                params=ds_params, free_raw_data=False,
-            )  # fmt: skip
-
-        full = dataset()
-        p50_data = full
-        if recipe["p50_resample"]:
-            # The P50 loss on y/scale, with rows drawn with probability proportional to
-            # their scale, is in expectation the absolute error in units (the WAPE
-            # numerator): lumpy low-volume series (huge ratios) stop dominating, at the
-            # cost of unweighted training (LightGBM's weighted L1/quantile is ~4x slower).
-            w = np.minimum(scale, np.quantile(scale, recipe["weight_cap_q"]))
-            rng = np.random.default_rng(int(params.get("seed", 0)))
-            # Systematic resampling: lower variance than independent draws.
-            cum = np.cumsum(w)
-            pos = (rng.random() + np.arange(len(w))) * (cum[-1] / len(w))
-            p50_data = dataset(np.minimum(np.searchsorted(cum, pos, side="right"), len(w) - 1))
-        self.boosters = {}
-        for q in self.quantiles:
-            qp = dict(params)
-            if abs(q - 0.5) < 1e-9:
-                # The recipe's P50 objective replaces the default ('l2') only.
-                obj = self.objective
-                if recipe["p50_objective"] and obj == "l2":
-                    obj = recipe["p50_objective"]
-                qp["objective"] = obj
-                if obj == "quantile":
-                    qp["alpha"] = recipe["p50_alpha"]
-                self.boosters[_qname(q)] = self.trainer(qp, p50_data)
-            else:
-                qp.update(objective="quantile", alpha=q)
-                self.boosters[_qname(q)] = self.trainer(qp, full)
+        data = TrainingSet(x, target, scale, self._features, self.static_cols)
+        self.boosters = train_boosters(
+            data, self._train_params(), self.recipe, self.quantiles, self.objective, self.trainer
+        )
         dates = panel.dates(np.array([0, panel.n_periods - 1]))
         self._train_info = {
             "rows": int((df[DS] <= cut).sum()),
@@ -325,43 +263,13 @@ class ForecastModel:
         )  # fmt: skip
         return self
 
-    def _training_rows(self, panel: Panel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(series, origin) pairs and sampled ``(pair, h)`` rows with a known target."""
-        spec, big_h = self.spec, self.horizon
-        n_t = panel.n_periods
-        origins = np.arange(n_t - 2, -1, -spec.origin_step)[: self.max_origins]
-        min_hist = spec.scale_window
-        s_grid, o_grid = np.meshgrid(np.arange(panel.n_series), origins, indexing="ij")
-        s_all, o_all = s_grid.ravel(), o_grid.ravel()
-        ok = (o_all - panel.first[s_all] + 1 >= min_hist) & (o_all < panel.last[s_all])
-        s, o = s_all[ok], o_all[ok]
-        if len(s) == 0:
-            length = panel.last - panel.first + 1
-            short = np.argsort(length)[:3]
-            examples = ", ".join(f"{panel.ids[i]!r} has {length[i]}" for i in short)
-            raise ValueError(
-                f"all {panel.n_series} series are too short to train: need at least "
-                f"{min_hist + 1} periods of history ({examples})"
-            )
-        n_short = int(panel.n_series - len(np.unique(s)))
-        if n_short:
-            log.info(
-                "fit: %d series shorter than %d periods not used for training",
-                n_short,
-                min_hist + 1,
-            )
-        pair = np.repeat(np.arange(len(s), dtype=np.int64), big_h)
-        hz = np.tile(np.arange(1, big_h + 1, dtype=np.int64), len(s))
-        t = o[pair] + hz
-        valid = t < n_t
-        valid[valid] = ~np.isnan(panel.y[s[pair[valid]], t[valid]])
-        keep = np.flatnonzero(valid)
-        if self.max_train_rows is not None and len(keep) > self.max_train_rows:
-            rng = np.random.default_rng(int(self._params.get("seed", 0)))
-            keep = np.sort(rng.choice(keep, size=self.max_train_rows, replace=False))
-        if len(keep) == 0:
-            raise ValueError("no training rows: every target period is missing or a stock-out")
-        return s, o, np.column_stack([pair[keep], hz[keep]])
+    def _train_params(self) -> dict[str, Any]:
+        """LightGBM parameters for training: the recipe's, unless the user set them."""
+        params = dict(self._params)
+        lgb_recipe = self.recipe["lgb"]
+        params.update({k: v for k, v in lgb_recipe.items() if k not in self._user_params})
+        params["device_type"] = resolve_device(str(params.get("device_type", "cpu")))
+        return params
 
     # ------------------------------------------------------------------ predict
     def predict(
@@ -418,12 +326,7 @@ class ForecastModel:
             future=(future_df, self.horizon),
         )  # fmt: skip
         stats = HistoryStats(panel, self.spec)
-        s = np.arange(panel.n_series, dtype=np.int64)
-        o = panel.last.copy()
-        big_h = self.horizon
-        rows = np.column_stack(
-            [np.repeat(s, big_h), np.tile(np.arange(1, big_h + 1, dtype=np.int64), len(s))]
-        )
+        s, o, rows = prediction_rows(panel, self.horizon)
         x, scale = self._design(panel, stats, s, o, rows)
         return PredictionDesign(
             ids=panel.ids[rows[:, 0]],

@@ -1,0 +1,189 @@
+"""Design matrices of :class:`~nightcast.forecasting.model.ForecastModel`.
+
+Grain: one row per ``(series, origin, horizon step)``. Training rows are every
+series at origins spaced ``origin_step`` back from the end of the panel, with a
+known target; prediction rows are every series at its last period, for each
+step ``1..horizon``. Features of a row use history up to its origin only
+(:mod:`.features`), plus calendar, future-known (exogenous) and static columns
+at the target period.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from nightcast.forecasting.features import HistoryStats
+from nightcast.forecasting.panel import (
+    FreqSpec,
+    Panel,
+    calendar,
+    encode_categories,
+    holiday_matrix,
+)
+
+log = logging.getLogger("nightcast.forecasting")
+
+COUNTRY_COL = "country"
+
+
+class FeatureLayout(NamedTuple):
+    """What a fitted model's feature columns are built from (its settings, not data)."""
+
+    spec: FreqSpec
+    horizon: int
+    calendar: tuple[str, ...] | None  # calendar features kept; None = all
+    exog_cols: list[str]
+    static_cols: list[str]
+    categories: dict[str, list[str]]
+
+
+class PredictionDesign(NamedTuple):
+    """Rows ``predict`` scores: per-row series id, date, horizon, features and scale."""
+
+    ids: np.ndarray
+    dates: pd.DatetimeIndex
+    horizon: np.ndarray
+    x: np.ndarray
+    scale: np.ndarray
+
+
+def design_matrix(
+    layout: FeatureLayout,
+    panel: Panel,
+    stats: HistoryStats,
+    pairs: tuple[np.ndarray, np.ndarray],
+    rows: np.ndarray,
+    features: list[str],
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Feature matrix (float32), per-row scale, and its column names.
+
+    ``pairs`` are the series and origin of each unique (series, origin) pair;
+    ``rows`` is one ``(pair index, horizon)`` per matrix row as an ``[N, 2]`` int
+    array. Columns follow ``features``; when it is empty (at fit) they are every
+    feature the layout yields, in the order built here.
+    """
+    cols, scale = _feature_columns(layout, panel, stats, pairs, rows)
+    names = features or list(cols)
+    x = np.empty((len(rows), len(names)), dtype=np.float32)
+    for j, name in enumerate(names):
+        x[:, j] = cols[name]
+    return x, scale, names
+
+
+def _feature_columns(
+    layout: FeatureLayout,
+    panel: Panel,
+    stats: HistoryStats,
+    pairs: tuple[np.ndarray, np.ndarray],
+    rows: np.ndarray,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Every feature column by name (insertion order = feature order) and the row scale."""
+    s, o = pairs
+    pair, hz = rows[:, 0], rows[:, 1]
+    scale_p = stats.scale(s, o)
+    origin = stats.origin_features(s, o, scale_p)
+    rs, ro = s[pair], o[pair]
+    rt = ro + hz
+    scale = scale_p[pair]
+    n_total = panel.n_periods + layout.horizon
+    cal = calendar(panel.start, panel.step, n_total, layout.spec.daily)
+    cols: dict[str, np.ndarray] = {"horizon": hz.astype(np.float64)}
+    cols.update({k: v[pair] for k, v in origin.items()})
+    cols.update(stats.seasonal_features(rs, ro, rt, scale))
+    keep = layout.calendar
+    cols.update({k: v[rt] for k, v in cal.items() if keep is None or k in keep})
+    for c in layout.exog_cols:
+        cols[c] = panel.exog[c][rs, rt]
+    cols.update(_static_columns(layout, panel, rs, rt, n_total))
+    return cols, scale
+
+
+def _static_columns(
+    layout: FeatureLayout, panel: Panel, rs: np.ndarray, rt: np.ndarray, n_total: int
+) -> dict[str, np.ndarray]:
+    """Category codes per row, preceded by ``is_holiday`` when there is a country column."""
+    codes = {
+        c: encode_categories(panel.statics[c], layout.categories[c]) for c in layout.static_cols
+    }
+    cols: dict[str, np.ndarray] = {}
+    if COUNTRY_COL in layout.static_cols:
+        hol = holiday_matrix(layout.categories[COUNTRY_COL], panel.start, panel.step, n_total)
+        cc = codes[COUNTRY_COL][rs]
+        known = ~np.isnan(cc)
+        cols["is_holiday"] = np.zeros(len(rs))
+        cols["is_holiday"][known] = hol[cc[known].astype(np.int64), rt[known]]
+    for c in layout.static_cols:
+        cols[c] = codes[c][rs]
+    return cols
+
+
+def training_rows(
+    panel: Panel,
+    spec: FreqSpec,
+    horizon: int,
+    max_origins: int,
+    max_train_rows: int | None,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(series, origin) pairs and sampled ``(pair, h)`` rows with a known target.
+
+    At most ``max_origins`` origins, every ``spec.origin_step`` periods back from
+    the second-to-last period; a series joins at an origin once it has
+    ``spec.scale_window`` periods of history. At most ``max_train_rows`` rows are
+    kept, sampled without replacement with ``seed``.
+    """
+    s, o = _training_pairs(panel, spec, max_origins)
+    pair = np.repeat(np.arange(len(s), dtype=np.int64), horizon)
+    hz = np.tile(np.arange(1, horizon + 1, dtype=np.int64), len(s))
+    t = o[pair] + hz
+    valid = t < panel.n_periods
+    valid[valid] = ~np.isnan(panel.y[s[pair[valid]], t[valid]])
+    keep = np.flatnonzero(valid)
+    if max_train_rows is not None and len(keep) > max_train_rows:
+        rng = np.random.default_rng(seed)
+        keep = np.sort(rng.choice(keep, size=max_train_rows, replace=False))
+    if len(keep) == 0:
+        raise ValueError("no training rows: every target period is missing or a stock-out")
+    return s, o, np.column_stack([pair[keep], hz[keep]])
+
+
+def _training_pairs(
+    panel: Panel, spec: FreqSpec, max_origins: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (series, origin) pairs with enough history before the origin and data after it."""
+    origins = np.arange(panel.n_periods - 2, -1, -spec.origin_step)[:max_origins]
+    min_hist = spec.scale_window
+    s_grid, o_grid = np.meshgrid(np.arange(panel.n_series), origins, indexing="ij")
+    s_all, o_all = s_grid.ravel(), o_grid.ravel()
+    ok = (o_all - panel.first[s_all] + 1 >= min_hist) & (o_all < panel.last[s_all])
+    s, o = s_all[ok], o_all[ok]
+    if len(s) == 0:
+        length = panel.last - panel.first + 1
+        short = np.argsort(length)[:3]
+        examples = ", ".join(f"{panel.ids[i]!r} has {length[i]}" for i in short)
+        raise ValueError(
+            f"all {panel.n_series} series are too short to train: need at least "
+            f"{min_hist + 1} periods of history ({examples})"
+        )
+    n_short = int(panel.n_series - len(np.unique(s)))
+    if n_short:
+        log.info(
+            "fit: %d series shorter than %d periods not used for training",
+            n_short,
+            min_hist + 1,
+        )
+    return s, o
+
+
+def prediction_rows(panel: Panel, horizon: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each series at its last period, and one ``(pair, h)`` row per step ``1..horizon``."""
+    s = np.arange(panel.n_series, dtype=np.int64)
+    o = panel.last.copy()
+    rows = np.column_stack(
+        [np.repeat(s, horizon), np.tile(np.arange(1, horizon + 1, dtype=np.int64), len(s))]
+    )
+    return s, o, rows
