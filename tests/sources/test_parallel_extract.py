@@ -22,6 +22,7 @@ import sqlalchemy as sa
 import yaml
 
 from nightcast.sources import bulk
+from nightcast.sources import streams as planner
 from nightcast.sources.extract import (
     Window,
     extract_table,
@@ -304,13 +305,11 @@ def test_small_windows_stay_single_stream_by_default(engine: sa.Engine, tmp_path
 def test_large_windows_get_two_streams_by_default(
     engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nightcast.sources import extract
-
-    monkeypatch.setattr(extract, "AUTO_MIN_ROWS", 100)
-    monkeypatch.setattr(extract.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(planner, "AUTO_MIN_ROWS", 100)
+    monkeypatch.setattr(planner.os, "cpu_count", lambda: 4)
     parts, landed = _land(engine, tmp_path, _table(None))
-    assert parts == extract.AUTO_STREAMS == 2 and _ids(landed) == sorted(KEYS)
-    assert bulk.estimate_rows(engine, "select * from erp_lines", {}) is not None
+    assert parts == planner.AUTO_STREAMS == 2 and _ids(landed) == sorted(KEYS)
+    assert planner.estimate_rows(engine, "select * from erp_lines", {}) is not None
 
 
 def test_without_the_client_binaries_the_fallbacks_land_the_same_rows(

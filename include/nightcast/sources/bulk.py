@@ -43,20 +43,19 @@ from pathlib import Path
 from typing import IO, Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
+from nightcast.sources.client_io import CopyReader, EscapeCR, mysql_unescape
 from nightcast.sources.mapping import SourceMapping, TableMapping
 
 BLOCK_BYTES = 4 << 20  # CSV bytes parsed per batch: bounds memory
 ROW_GROUP_ROWS = 131_072  # batches are gathered into row groups of about this size
 POSTGRES_BOOL_OID = 16
 PG_METHOD: str | None = None  # "psql" or "psycopg"; None: psql when installed
+_PG_SNAPSHOT_ID = re.compile(r"[0-9A-F]+(-[0-9A-F]+)+")
 _BIND = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")  # SQLAlchemy text() bind syntax
-_MYSQL_ESCAPES = {"t": "\t", "n": "\n", "0": "\0", "\\": "\\", "r": "\r", "b": "\b", "Z": "\x1a"}
-_MYSQL_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
 
 Progress = Callable[[int], None]
 
@@ -171,35 +170,6 @@ def _pg_convert(names: list[str]) -> pacsv.ConvertOptions:
     )
 
 
-class _CopyReader:
-    """A read-only file over psycopg's COPY blocks (one row each)."""
-
-    def __init__(self, blocks: Iterator[Any]) -> None:
-        self._blocks = blocks
-        self._buf = bytearray()
-        self.closed = False
-
-    def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._buf) < size:
-            block = next(self._blocks, None)
-            if block is None:
-                break
-            self._buf += block
-        n = len(self._buf) if size < 0 else min(size, len(self._buf))
-        out = bytes(self._buf[:n])
-        del self._buf[:n]
-        return out
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        self.closed = True
-
-
 def read_postgres(
     engine: sa.Engine,
     query: str,
@@ -209,17 +179,29 @@ def read_postgres(
     *,
     method: str | None = None,
     threads: bool = True,
+    snapshot: str | None = None,
 ) -> int:
-    """Land ``query`` from PostgreSQL via COPY CSV; ``method`` is "psql" or "psycopg"."""
+    """Land ``query`` from PostgreSQL via COPY CSV; ``method`` is "psql" or "psycopg".
+
+    ``snapshot``: an id from ``pg_export_snapshot()`` whose transaction is still open;
+    the COPY then reads that snapshot (in a read-only repeatable-read transaction).
+    """
     import psycopg
     from psycopg import sql
 
     method = method or PG_METHOD or ("psql" if shutil.which("psql") else "psycopg")
+    # Valid only as the first statements of a transaction, before any query.
+    begin = ["SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"]
+    begin += [_pg_snapshot(snapshot)] if snapshot else []
     with engine.connect() as conn:
         pg = conn.connection.driver_connection
         if not isinstance(pg, psycopg.Connection):
             raise BulkReadError(f"expected a psycopg 3 connection, got {type(pg).__name__}")
         try:
+            if snapshot and method == "psycopg":
+                pg.rollback()  # so that psycopg's implicit BEGIN precedes these
+                for statement in begin:
+                    pg.execute(statement)
             text = _strip(render_params(query, params, lambda v: sql.Literal(v).as_string(pg)))
             with pg.cursor() as cur:
                 cur.execute(f"select * from ({text}) as _nc limit 0")
@@ -239,7 +221,7 @@ def read_postgres(
                         )
                     cur.execute("set local client_encoding to 'UTF8'")
                     with cur.copy(copy) as stream:
-                        source: Any = _CopyReader(iter(stream))
+                        source: Any = CopyReader(iter(stream))
                         return _write(
                             source, names, _PG_PARSE, convert, tmp, progress, threads=threads
                         )
@@ -259,10 +241,19 @@ def read_postgres(
     ).strip()
     if url.password:
         env["PGPASSWORD"] = str(url.password)
-    cmd = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", conninfo, "-c", copy]
+    # Each -c runs in order in one session; -q keeps their command tags off stdout.
+    cmd = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", conninfo]
+    for statement in ["BEGIN", *begin, copy] if snapshot else [copy]:
+        cmd += ["-c", statement]
     with _client(cmd, env) as proc:
         assert proc.stdout is not None
         return _write(proc.stdout, names, _PG_PARSE, convert, tmp, progress, threads=threads)
+
+
+def _pg_snapshot(snapshot: str) -> str:
+    if not _PG_SNAPSHOT_ID.fullmatch(snapshot):
+        raise BulkReadError(f"{snapshot!r} is not a PostgreSQL snapshot id (pg_export_snapshot)")
+    return f"SET TRANSACTION SNAPSHOT '{snapshot}'"
 
 
 def _pg_bools(text: str, types: list[int]) -> str:
@@ -280,57 +271,6 @@ def _pg_bools(text: str, types: list[int]) -> str:
 _MYSQL_PARSE = pacsv.ParseOptions(
     delimiter="\t", quote_char=False, double_quote=False, escape_char=False
 )
-
-
-def _mysql_unescape(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """Undo the client's batch-mode escaping in the (rare) values that hold a backslash."""
-    arrays = []
-    for col in batch.columns:
-        mask = pc.match_substring(col, "\\")
-        if pc.any(mask).as_py():
-            fixed = [
-                _MYSQL_ESCAPE.sub(lambda m: _MYSQL_ESCAPES.get(m[1], m[1]), v)
-                if v is not None and "\\" in v
-                else v
-                for v in col.to_pylist()
-            ]
-            col = pa.array(fixed, type=pa.string())
-        arrays.append(col)
-    return pa.RecordBatch.from_arrays(arrays, schema=batch.schema)
-
-
-class _EscapeCR:
-    """The client escapes tab, newline and backslash but not CR, which pyarrow reads as a
-    line end: turn each raw CR into the escape ``\\r`` (unambiguous, since a literal
-    backslash arrives doubled) so :func:`_mysql_unescape` restores it."""
-
-    def __init__(self, raw: IO[bytes]) -> None:
-        self._raw = raw
-        self._buf = b""
-        self.closed = False
-        # Set before the parser sees the first escaped value: until then no batch needs
-        # unescaping, which spares scanning every column of every batch (a third of the CPU).
-        self.escaped = False
-
-    def read(self, size: int = -1) -> bytes:
-        if len(self._buf) < max(size, 1):
-            chunk = self._raw.read(size if size > 0 else -1)
-            if b"\r" in chunk:
-                chunk = chunk.replace(b"\r", b"\\r")
-            self.escaped = self.escaped or b"\\" in chunk
-            self._buf += chunk
-        n = len(self._buf) if size < 0 else size
-        out, self._buf = self._buf[:n], self._buf[n:]
-        return out
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        self.closed = True
 
 
 def mysql_client() -> str | None:
@@ -395,76 +335,10 @@ def read_mysql(
             cmd.append(url.database)
         with _client(cmd, dict(os.environ)) as proc:
             assert proc.stdout is not None
-            escaper = _EscapeCR(proc.stdout)
+            escaper = EscapeCR(proc.stdout)
 
             def fix(batch: pa.RecordBatch) -> pa.RecordBatch:
-                return _mysql_unescape(batch) if escaper.escaped else batch
+                return mysql_unescape(batch) if escaper.escaped else batch
 
             source: Any = escaper
             return _write(source, names, _MYSQL_PARSE, convert, tmp, progress, fix, threads)
-
-
-# --- Parallel streams: what the split planner asks of the ERP --------------------------------
-
-_INTEGER_TYPES = {
-    "postgresql": {20, 21, 23},  # int8, int2, int4 (type OIDs)
-    "mysql": {1, 2, 3, 8, 9},  # TINY, SHORT, LONG, LONGLONG, INT24 (field types)
-}
-
-
-def quote_ident(engine: sa.Engine, name: str) -> str:
-    """``name`` quoted as an identifier of the engine's dialect."""
-    return engine.dialect.identifier_preparer.quote_identifier(name)
-
-
-def column_kind(engine: sa.Engine, query: str, params: Mapping[str, Any], column: str) -> str:
-    """The type of ``column`` in ``query``'s output: "integer", or which other type it is."""
-    inner = _strip(query)
-    probe = f"select {quote_ident(engine, column)} from ({inner}) as _nc_probe limit 0"
-    try:
-        with engine.connect() as conn:
-            result = conn.execute(sa.text(probe), dict(params))
-            description = result.cursor.description
-    except sa.exc.DBAPIError as exc:
-        raise BulkReadError(
-            f"cannot read split column {column!r} from the query's output "
-            f"({str(exc.orig).strip().splitlines()[0]}); set 'split' to one of its columns"
-        ) from exc
-    type_code = description[0][1] if description else None
-    dialect = "mysql" if engine.dialect.name in ("mysql", "mariadb") else engine.dialect.name
-    if type_code in _INTEGER_TYPES.get(dialect, set()):
-        return "integer"
-    return f"of type {_type_name(dialect, type_code)}, not an integer"
-
-
-def _type_name(dialect: str, code: Any) -> str:
-    if dialect == "postgresql":
-        import psycopg
-
-        info = psycopg.adapters.types.get(code) if isinstance(code, int) else None
-        return info.name if info else f"code {code!r}"
-    if dialect == "mysql":
-        from pymysql.constants import FIELD_TYPE
-
-        names = {v: k.lower() for k, v in vars(FIELD_TYPE).items() if isinstance(v, int)}
-        return names.get(code, f"code {code!r}")
-    return f"code {code!r}"
-
-
-def estimate_rows(engine: sa.Engine, query: str, params: Mapping[str, Any]) -> int | None:
-    """The ERP planner's estimate of ``query``'s rows (no scan), or None when unknown."""
-    inner = _strip(query)
-    with engine.connect() as conn:
-        if engine.dialect.name == "postgresql":
-            plan: Any = conn.execute(
-                sa.text(f"explain (format json) {inner}"), dict(params)
-            ).scalar()
-            if isinstance(plan, str):
-                import json
-
-                plan = json.loads(plan)
-            return int(plan[0]["Plan"]["Plan Rows"])
-        if engine.dialect.name in ("mysql", "mariadb"):
-            rows = conn.execute(sa.text(f"explain {inner}"), dict(params)).mappings().all()
-            return max((int(r.get("rows") or 0) for r in rows), default=0)
-    return None

@@ -4,7 +4,7 @@ Landing layout: ``<lake>/raw/<source>/<table>/date=<D>/part-<i>.parquet``, every
 column as a string exactly as the ERP returned it, so that parsing happens in
 one place (the cleaner) whatever the source: a database or a CSV drop. A table
 lands as one part, or as one part per stream when extracted in parallel
-(:func:`stream_sql`); :func:`read_landed` reads all parts of a landing,
+(:mod:`nightcast.sources.streams`); :func:`read_landed` reads all parts of a landing,
 and a rerun replaces them all (no stale part of an earlier run survives).
 
 Incremental tables read ``updated_at`` in ``[window_start, window_end)``:
@@ -17,17 +17,12 @@ same window again.
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
-from functools import partial
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -36,15 +31,21 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from nightcast.config import connection_path, connection_url
-from nightcast.sources.mapping import AUTO_STREAMS, SourceMapping, TableMapping
+from nightcast.sources.mapping import AUTO_STREAMS as AUTO_STREAMS
+from nightcast.sources.mapping import SourceMapping, TableMapping
+from nightcast.sources.streams import AUTO_MIN_ROWS as AUTO_MIN_ROWS
+from nightcast.sources.streams import (
+    plan_streams,
+    progress_reporters,
+    run_streams,
+)
+from nightcast.sources.streams import split_bounds as split_bounds
+from nightcast.sources.streams import stream_queries as stream_queries
+from nightcast.sources.streams import stream_sql as stream_sql
 
 log = logging.getLogger("nightcast.sources")
 
 BATCH_ROWS = 50_000
-# Parallel streams for large incremental tables when the mapping leaves 'parallel'
-# unset: two streams beat one binary COPY (measured, README "Extraction") while taking
-# only one more ERP connection; small windows are not worth a second connection.
-AUTO_MIN_ROWS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -160,100 +161,6 @@ def publish_parts(path: Path, tmps: list[Path]) -> None:
         stale.unlink(missing_ok=True)
 
 
-def split_bounds(lo: int, hi: int, streams: int) -> list[int]:
-    """Interior bounds b1 < ... < b(k-1) that cut the keys ``lo..hi`` into k <= ``streams``
-    ranges of equal width (fewer ranges when there are fewer keys than streams)."""
-    span = hi - lo + 1
-    k = max(1, min(streams, span))
-    return [lo + span * i // k for i in range(1, k)]
-
-
-def stream_sql(inner: str, column: str, bounds: list[int]) -> list[str]:
-    """One query per stream over ``inner`` split on the (quoted) ``column``; together they
-    return every row exactly once, whatever the keys: the outer ranges are open, so keys
-    outside the sampled min/max still land, and the first stream also returns the rows
-    with a null key (as a ``union all`` branch, which keeps both branches indexable)."""
-    if not bounds:
-        return [inner]
-    part = f"select * from ({inner}) as _nc_part where "
-    ranges = [f"{column} < {bounds[0]}"]
-    ranges += [f"{column} >= {lo} and {column} < {hi}" for lo, hi in pairwise(bounds)]
-    ranges.append(f"{column} >= {bounds[-1]}")
-    queries = [part + r for r in ranges]
-    queries[0] += f" union all {part}{column} is null"
-    return queries
-
-
-def stream_queries(
-    engine: sa.Engine,
-    mapping: SourceMapping,
-    table: TableMapping,
-    query: str,
-    params: dict[str, Any],
-) -> list[str]:
-    """The query each extraction stream runs: ``query`` itself, or one per key range.
-
-    ``parallel`` unset means one stream for full (dimension) tables and, for incremental
-    tables, ``min(AUTO_STREAMS, cpu count)`` streams when the ERP estimates at least
-    ``AUTO_MIN_ROWS`` rows in the window and the split column is an integer.
-    """
-    from nightcast.sources import bulk
-
-    auto = table.parallel is None
-    wanted = table.parallel or (AUTO_STREAMS if table.mode == "incremental" else 1)
-    if auto:
-        wanted = min(wanted, os.cpu_count() or 1)
-    if wanted <= 1 or not table.split:
-        return [query]
-    if auto and (bulk.estimate_rows(engine, query, params) or 0) < AUTO_MIN_ROWS:
-        return [query]
-    where = f"source {mapping.source!r} table {table.table!r}"
-    column = bulk.quote_ident(engine, table.split)
-    kind = bulk.column_kind(engine, query, params, table.split)
-    if kind != "integer":
-        if auto:
-            log.info("%s: one stream (split column %r is %s)", where, table.split, kind)
-            return [query]
-        raise RuntimeError(
-            f"{where}: 'parallel: {table.parallel}' splits on column {table.split!r}, which "
-            f"is {kind}; parallel extraction needs an integer column. Set 'split' to an "
-            f"integer column of the query's output or 'parallel: 1' in {mapping.path.name}"
-        )
-    inner = query.strip().rstrip(";").rstrip()
-    agg = f"select min({column}), max({column}) from ({inner}) as _nc_span"
-    with engine.connect() as conn:
-        lo, hi = conn.execute(sa.text(agg), params).one()
-    if not isinstance(lo, int) or not isinstance(hi, int):
-        return [query]  # nothing (or only null keys) in the window
-    queries = stream_sql(inner, column, split_bounds(lo, hi, wanted))
-    log.info("%s: %d streams over %s in %s..%s", where, len(queries), table.split, lo, hi)
-    return queries
-
-
-def _progress(
-    mapping: SourceMapping, table: TableMapping, started: float, streams: int
-) -> list[Callable[[int], None]]:
-    """One progress callback per stream, each logging the table's total rows so far."""
-    counts = [0] * streams
-    lock = threading.Lock()
-
-    def report(i: int, rows: int) -> None:
-        with lock:
-            counts[i] = rows
-            total = sum(counts)
-        elapsed = time.monotonic() - started
-        log.info(
-            "%s.%s: %d rows read (%.1fs, %.0f rows/s)",
-            mapping.source,
-            table.table,
-            total,
-            elapsed,
-            total / max(elapsed, 1e-6),
-        )
-
-    return [partial(report, i) for i in range(streams)]
-
-
 def _bulk_reader(engine: sa.Engine, mapping: SourceMapping, table: TableMapping) -> Any:
     """The bulk reader for this ERP (``bulk.read_postgres``/``read_mysql``), or None."""
     from nightcast.sources import bulk
@@ -282,8 +189,8 @@ def extract_table(
 
     PostgreSQL and MySQL/MariaDB use the bulk readers of :mod:`nightcast.sources.bulk`
     (COPY / the batch client into Arrow), in parallel streams over key ranges when the
-    table's ``parallel`` says so (:func:`stream_queries`); other engines the generic
-    single-stream fetchmany path.
+    table's ``parallel`` says so (:mod:`nightcast.sources.streams`; on PostgreSQL all
+    streams read one exported snapshot); other engines the generic single-stream path.
     """
     from nightcast.sources import bulk
 
@@ -295,20 +202,19 @@ def extract_table(
     tmps: list[Path] = []
     try:
         read = _bulk_reader(engine, mapping, table)
-        queries = stream_queries(engine, mapping, table, query, params) if read else [query]
-        tmps = [path.with_name(f"part-{i}.parquet.tmp") for i in range(len(queries))]
-        progress = _progress(mapping, table, started, len(queries))
         if read is None:
-            rows = _extract_generic(engine, query, params, tmps[0], progress[0])
-        elif len(queries) == 1:
-            rows = read(engine, query, params, tmps[0], progress[0])
+            tmps = [path.with_name("part-0.parquet.tmp")]
+            report = progress_reporters(mapping, table, started, 1)[0]
+            rows = _extract_generic(engine, query, params, tmps[0], report)
         else:
-            with ThreadPoolExecutor(len(queries), thread_name_prefix="extract") as pool:
-                futures = [
-                    pool.submit(read, engine, q, params, tmp, report, threads=False)
-                    for q, tmp, report in zip(queries, tmps, progress, strict=True)
-                ]
-                rows = sum(f.result() for f in futures)
+            with plan_streams(engine, mapping, table, query, params) as plan:
+                n = len(plan.queries)
+                tmps = [path.with_name(f"part-{i}.parquet.tmp") for i in range(n)]
+                progress = progress_reporters(mapping, table, started, n)
+                if n == 1:
+                    rows = read(engine, plan.queries[0], params, tmps[0], progress[0])
+                else:
+                    rows = run_streams(read, engine, plan, params, tmps, progress)
         publish_parts(path, tmps)  # readers never see a half-written part
     except (sa.exc.SQLAlchemyError, bulk.BulkReadError) as exc:
         raise RuntimeError(
