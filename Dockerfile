@@ -18,10 +18,12 @@ ENV PYTHONUNBUFFERED=1 \
     DBT_SEND_ANONYMOUS_USAGE_STATS=false
 
 # libgomp1: LightGBM's OpenMP runtime (not in the slim image).
+# postgresql-client, mariadb-client: psql's COPY and the mariadb client are the bulk
+# extraction paths (without them extraction falls back to slower Python readers).
 # ocl-icd-libopencl1 + nvidia.icd: the OpenCL loader LightGBM's GPU device uses on
 # the gpu worker; the NVIDIA container toolkit mounts libnvidia-opencl there.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libgomp1 ocl-icd-libopencl1 \
+    && apt-get install -y --no-install-recommends libgomp1 ocl-icd-libopencl1 postgresql-client mariadb-client \
     && rm -rf /var/lib/apt/lists/* \
     && mkdir -p /etc/OpenCL/vendors \
     && echo "libnvidia-opencl.so.1" > /etc/OpenCL/vendors/nvidia.icd

@@ -8,9 +8,11 @@ Loads N rows shaped like the demo ERP's ``sales_order_line`` into database
 then times, interleaved, medians of ``--repeat``: the reference
 ``mariadb --quick -e "select …" > /dev/null``, Nightcast's ``extract_table`` (the
 batch client → pyarrow → Parquet parts) with ``parallel: N`` for each N of
-``--streams`` (default 2), split on ``line_id``, and single-stream (``parallel: 1``)
-and, with ``--generic``, the generic PyMySQL path. Each extraction runs in a child
-process that reports its own peak RSS (plus its largest client child). The load
+``--streams`` (default 2), split on ``line_id``, and single-stream (``parallel: 1``:
+connectorx → Arrow → Parquet when connectorx is installed), the single-stream client
+path (``mariadb --batch`` → Arrow → Parquet, the fallback) and, with ``--generic``, the
+generic PyMySQL path. Each extraction runs in a child process that reports its own
+peak RSS (plus its largest client child). The load
 average is printed: the machine is shared, so the ratio to the reference of the
 same run is what counts.
 """
@@ -18,6 +20,7 @@ same run is what counts.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -73,10 +76,12 @@ def child(method: str, db: str, out: str) -> None:
 
     import sqlalchemy as sa
 
-    from nightcast.sources import extract
+    from nightcast.sources import bulk, extract
     from nightcast.sources.mapping import SourceMapping, TableMapping
 
     engine = sa.create_engine(f"mysql+pymysql://root@{HOST}/{db}?charset=utf8mb4")
+    if method == "client":
+        bulk.MYSQL_METHOD = "client"
     parallel = int(method.removeprefix("parallel-")) if method.startswith("parallel-") else 1
     table = TableMapping("order_lines", "full", QUERY, (), {}, parallel=parallel, split="line_id")
     mapping = SourceMapping("bench", "bench", "bench", Path("bench.yaml"))
@@ -121,7 +126,7 @@ def main() -> int:
     print(f"load average before: {os.getloadavg()}", file=sys.stderr)
     methods = (
         [f"parallel-{n}" for n in args.streams.split(",")]
-        + ["bulk"]
+        + ["bulk", "client"]
         + (["generic"] if args.generic else [])
     )
     times: dict[str, list[float]] = {}
@@ -136,13 +141,16 @@ def main() -> int:
             times.setdefault(method, []).append(res["seconds"])
             rss[method] = max(rss.get(method, 0), res["rss"])
     ref = statistics.median(times["reference"])
+    cx = importlib.util.find_spec("connectorx") is not None
+    default = "connectorx → Arrow → Parquet" if cx else "mariadb --batch → Arrow → Parquet"
     labels = {
         **{
-            f"parallel-{n}": f"Nightcast extract_table, parallel: {n} (mariadb --batch → Arrow → Parquet)"
+            f"parallel-{n}": f"Nightcast extract_table, parallel: {n}"
             for n in args.streams.split(",")
         },
         "reference": 'reference: mariadb --quick -e "select …" > /dev/null',
-        "bulk": "Nightcast extract_table, parallel: 1",
+        "bulk": f"Nightcast extract_table, parallel: 1 ({default})",
+        "client": "Nightcast extract_table, parallel: 1, mariadb --batch client fallback",
         "generic": "Nightcast generic PyMySQL fetchmany path",
     }
     load_after = ", ".join(f"{x:.1f}" for x in os.getloadavg())

@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from nightcast.sources import bulk
+from nightcast.sources import bulk, client_io
 from nightcast.sources import streams as planner
 from nightcast.sources.extract import (
     Window,
@@ -316,7 +316,13 @@ def test_without_the_client_binaries_the_fallbacks_land_the_same_rows(
     engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(bulk, "PG_METHOD", "psycopg")  # no psql: psycopg cursor.copy streams
-    monkeypatch.setattr(bulk, "mysql_client", lambda: None)  # no mariadb: the generic path
+    monkeypatch.setattr(bulk, "mysql_client", lambda: None)  # no mariadb client binary
+    # With connectorx installed MySQL keeps its parallel streams without the client.
+    parts, landed = _land(engine, tmp_path, _table(3))
+    assert parts == 3
+    assert _ids(landed) == sorted(KEYS)
+    # Neither the client nor connectorx: the generic batched cursor, one stream.
+    monkeypatch.setattr(client_io, "has_connectorx", lambda: False)
     parts, landed = _land(engine, tmp_path, _table(3))
     assert parts == (3 if engine.dialect.name == "postgresql" else 1)
     assert _ids(landed) == sorted(KEYS)

@@ -163,14 +163,14 @@ def publish_parts(path: Path, tmps: list[Path]) -> None:
 
 def _bulk_reader(engine: sa.Engine, mapping: SourceMapping, table: TableMapping) -> Any:
     """The bulk reader for this ERP (``bulk.read_postgres``/``read_mysql``), or None."""
-    from nightcast.sources import bulk
+    from nightcast.sources import bulk, client_io
 
     dialect = engine.dialect.name
     if dialect == "postgresql" and engine.dialect.driver == "psycopg":
         return bulk.read_postgres
     if (
         dialect in ("mysql", "mariadb")
-        and bulk.mysql_client() is not None
+        and (bulk.mysql_client() is not None or client_io.has_connectorx())
         and bulk.mysql_fast_path_ok(mapping, table)
     ):
         return bulk.read_mysql
