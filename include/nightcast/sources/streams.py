@@ -154,12 +154,16 @@ def wanted_streams(
 ) -> int:
     """How many streams the table asks for (1: no split).
 
-    ``parallel`` unset means one stream for full (dimension) tables and, for incremental
-    tables, ``min(AUTO_STREAMS, cpu count)`` streams when the ERP estimates at least
-    ``AUTO_MIN_ROWS`` rows in the window and the split column is an integer.
+    ``parallel`` unset means one stream for full (dimension) tables and for MySQL/MariaDB,
+    and for incremental PostgreSQL tables ``min(AUTO_STREAMS, cpu count)`` streams when
+    the ERP estimates at least ``AUTO_MIN_ROWS`` rows in the window and the split column
+    is an integer.
     """
     auto = table.parallel is None
     wanted = table.parallel or (AUTO_STREAMS if table.mode == "incremental" else 1)
+    if auto and engine.dialect.name != "postgresql":
+        # MySQL/MariaDB through connectorx: one stream measured faster than two.
+        wanted = 1
     if auto:
         wanted = min(wanted, os.cpu_count() or 1)
     if wanted <= 1 or not table.split:
