@@ -66,7 +66,7 @@ def test_nightly_shape(dagbag) -> None:  # type: ignore[no-untyped-def]
     # Nothing reaches the warehouse before the quality gate passed.
     assert "validate" in dag.get_task("load").upstream_task_ids
     assert dag.get_task("extract_demo").pool == "erp_demo"
-    assert dag.get_task("extract_demo").pool_slots == 2  # up to two COPY streams at once
+    assert dag.get_task("extract_demo").pool_slots == 3  # up to three COPY streams at once
     # After publish only: monitoring, explanations and the report never hold BI back.
     assert dag.get_task("publish").downstream_task_ids == {"monitor", "explain"}
     assert dag.get_task("report").trigger_rule == "all_done"

@@ -246,8 +246,8 @@ def test_source_pools(tmp_path: Path) -> None:
     # A second source without an explicit pool gets erp_<source>; tables are not validated.
     (tmp_path / "sap.yaml").write_text("source: sap\nconnection: sap_prod\ntables: {}\n")
     (tmp_path / "notes.txt").write_text("source: ignored\n")
-    # demo's incremental order_lines may open two streams; sap has no tables.
-    assert source_pools(tmp_path) == [("demo", "erp_demo", 2), ("sap", "erp_sap", 1)]
+    # demo's incremental order_lines may open three streams; sap has no tables.
+    assert source_pools(tmp_path) == [("demo", "erp_demo", 3), ("sap", "erp_sap", 1)]
 
 
 def test_the_extract_task_takes_one_pool_slot_per_connection_it_may_open(tmp_path: Path) -> None:
@@ -266,7 +266,7 @@ def test_the_extract_task_takes_one_pool_slot_per_connection_it_may_open(tmp_pat
 
 
 def test_source_pools_of_the_shipped_folder() -> None:
-    assert ("demo", "erp_demo", 2) in source_pools(DEMO_YAML.parent)
+    assert ("demo", "erp_demo", 3) in source_pools(DEMO_YAML.parent)
 
 
 # --- parsing keys (decimal, thousands, currency, formats, excel_serial, timezone, ...) -----

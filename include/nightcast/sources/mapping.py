@@ -40,8 +40,9 @@ from nightcast.warehouse.schema import CANONICAL_TABLES, NATURAL_KEYS
 SOURCE_KINDS = ("sql", "csv_folder")
 CSV_KEYS = ("file", "delimiter", "encoding", "optional", "quote", "escape")
 PARALLEL_KEYS = ("parallel", "split")
-# Streams an incremental sql table gets without 'parallel' when its window is large.
-AUTO_STREAMS = 2
+# Streams an incremental PostgreSQL table gets without 'parallel' when its window is large
+# (at most the extracting worker's cores + 1: each stream parses on the worker).
+AUTO_STREAMS = 3
 MAX_PARALLEL = 8  # streams are ERP connections: more would crowd a production database
 # Keys a source may set once at the top level for all its columns of the right type.
 SOURCE_DEFAULT_KEYS = (*NUMBER_KEYS, "timezone", "normalize", "trim")
