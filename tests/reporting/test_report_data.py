@@ -69,3 +69,12 @@ def test_rerun_replaces_the_report_and_cli_writes_it(
     assert cli.main(["report"]) == 0  # default: the latest run, D
     assert first.exists()
     assert capsys.readouterr().out.strip() == str(first)
+
+
+def test_a_backfill_of_an_older_date_leaves_latest_on_the_newest_night(known: Known) -> None:
+    report(known.settings, D)
+    latest = known.settings.data_dir / "reports" / "latest.html"
+    newest = latest.read_text()
+    older = Path(report(known.settings, PREVIOUS)["path"])
+    assert older.exists() and PREVIOUS.isoformat() in older.read_text()
+    assert latest.read_text() == newest  # still night D's page

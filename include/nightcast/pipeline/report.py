@@ -40,7 +40,10 @@ def report(settings: Settings, run_date: date) -> dict[str, Any]:
     path = report_path(settings, run_date)
     write_atomic(path, page)
     latest = settings.data_dir / "reports" / "latest.html"
-    write_atomic(latest, page)
+    # A backfill or rerun of an older date must not replace the newest night's page.
+    dates = [p.name.removeprefix("date=") for p in path.parent.parent.glob("date=*")]
+    if run_date.isoformat() >= max(dates, default=""):
+        write_atomic(latest, page)
     h = data.headline
     log.info(
         "nightly report %s: %s (%d series, P50 next 28 days %.0f, %s); latest: %s",
