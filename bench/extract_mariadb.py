@@ -23,12 +23,12 @@ import argparse
 import importlib.util
 import json
 import os
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from _extract_bench import measure, peak_rss, print_table, timed
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -71,7 +71,6 @@ def load(db: str, rows: int) -> None:
 
 def child(method: str, db: str, out: str) -> None:
     """Run one extraction; print seconds, rows and peak RSS as JSON."""
-    import resource
     from datetime import date
 
     import sqlalchemy as sa
@@ -94,18 +93,7 @@ def child(method: str, db: str, out: str) -> None:
             engine, mapping, table, date(2024, 1, 1), window, Path(out)
         ).rows
     seconds = time.monotonic() - started
-    rss = sum(
-        resource.getrusage(who).ru_maxrss * 1024
-        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
-    )
-    print(json.dumps({"seconds": seconds, "rows": rows, "rss": rss}))
-
-
-def timed(cmd: list[str]) -> float:
-    started = time.monotonic()
-    with open(os.devnull, "wb") as null:
-        subprocess.run(cmd, stdout=null, check=True)
-    return time.monotonic() - started
+    print(json.dumps({"seconds": seconds, "rows": rows, "rss": peak_rss()}))
 
 
 def main() -> int:
@@ -129,18 +117,8 @@ def main() -> int:
         + ["bulk", "client"]
         + (["generic"] if args.generic else [])
     )
-    times: dict[str, list[float]] = {}
-    rss: dict[str, int] = {}
-    for _ in range(args.repeat):
-        times.setdefault("reference", []).append(timed(client(args.db, QUERY)))
-        for method in methods:
-            with tempfile.TemporaryDirectory() as out:
-                cmd = [sys.executable, __file__, "--child", method, args.db, out]
-                res = json.loads(subprocess.run(cmd, capture_output=True, check=True).stdout)
-            assert res["rows"] == args.rows, res
-            times.setdefault(method, []).append(res["seconds"])
-            rss[method] = max(rss.get(method, 0), res["rss"])
-    ref = statistics.median(times["reference"])
+    references = {"reference": lambda: timed(client(args.db, QUERY))}
+    times, rss = measure(__file__, args.db, args.rows, args.repeat, methods, references)
     cx = importlib.util.find_spec("connectorx") is not None
     default = "connectorx → Arrow → Parquet" if cx else "mariadb --batch → Arrow → Parquet"
     labels = {
@@ -153,17 +131,16 @@ def main() -> int:
         "client": "Nightcast extract_table, parallel: 1, mariadb --batch client fallback",
         "generic": "Nightcast generic PyMySQL fetchmany path",
     }
-    load_after = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(
-        f"\n## MariaDB extraction: {args.rows:,} rows, median of {args.repeat}, "
-        f"cpu={os.cpu_count()}, load average after: {load_after}"
+    print_table(
+        "MariaDB extraction",
+        "mariadb --quick",
+        args.rows,
+        args.repeat,
+        times,
+        rss,
+        labels,
+        "reference",
     )
-    print("| method | seconds | rows/s | peak RSS | vs mariadb --quick |")
-    print("|---|---:|---:|---:|---:|")
-    for key, values in times.items():
-        sec = statistics.median(values)
-        mem = f"{rss[key] / 2**20:,.0f} MiB" if key in rss else "-"
-        print(f"| {labels[key]} | {sec:.2f} | {args.rows / sec:,.0f} | {mem} | {sec / ref:.2f}x |")
     return 0
 
 

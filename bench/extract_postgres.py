@@ -26,12 +26,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from _extract_bench import measure, peak_rss, print_table, timed
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -80,7 +80,6 @@ def load(db: str, rows: int) -> None:
 
 def child(method: str, db: str, out: str) -> None:
     """Run one extraction; print seconds, rows and peak RSS as JSON."""
-    import resource
     from datetime import date
 
     import sqlalchemy as sa
@@ -102,18 +101,7 @@ def child(method: str, db: str, out: str) -> None:
             engine, mapping, table, date(2024, 1, 1), window, Path(out)
         ).rows
     seconds = time.monotonic() - started
-    rss = sum(
-        resource.getrusage(who).ru_maxrss * 1024
-        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
-    )
-    print(json.dumps({"seconds": seconds, "rows": rows, "rss": rss}))
-
-
-def timed(cmd: list[str]) -> float:
-    started = time.monotonic()
-    with open(os.devnull, "wb") as null:
-        subprocess.run(cmd, stdout=null, check=True)
-    return time.monotonic() - started
+    print(json.dumps({"seconds": seconds, "rows": rows, "rss": peak_rss()}))
 
 
 def main() -> int:
@@ -139,20 +127,13 @@ def main() -> int:
         + ["psycopg"] * args.psycopg
         + ["generic"] * args.generic
     )
-    times: dict[str, list[float]] = {}
-    rss: dict[str, int] = {}
-    for _ in range(args.repeat):
-        for fmt in ("binary", "csv"):
-            copy = f"COPY ({QUERY}) TO STDOUT (FORMAT {fmt})"
-            times.setdefault(f"copy-{fmt}", []).append(timed(psql(args.db, "-c", copy)))
-        for method in methods:
-            with tempfile.TemporaryDirectory() as out:
-                cmd = [sys.executable, __file__, "--child", method, args.db, out]
-                res = json.loads(subprocess.run(cmd, capture_output=True, check=True).stdout)
-            assert res["rows"] == args.rows, res
-            times.setdefault(method, []).append(res["seconds"])
-            rss[method] = max(rss.get(method, 0), res["rss"])
-    ref = statistics.median(times["copy-binary"])
+    references = {
+        f"copy-{fmt}": (
+            lambda fmt=fmt: timed(psql(args.db, "-c", f"COPY ({QUERY}) TO STDOUT (FORMAT {fmt})"))
+        )
+        for fmt in ("binary", "csv")
+    }
+    times, rss = measure(__file__, args.db, args.rows, args.repeat, methods, references)
     labels = {
         **{
             f"parallel-{n}": f"Nightcast extract_table, parallel: {n} (psql COPY csv → Arrow → Parquet)"
@@ -164,17 +145,16 @@ def main() -> int:
         "psycopg": "Nightcast, parallel: 1, psycopg cursor.copy variant",
         "generic": "Nightcast generic SQLAlchemy fetchmany path",
     }
-    load_after = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(
-        f"\n## PostgreSQL extraction: {args.rows:,} rows, median of {args.repeat}, "
-        f"cpu={os.cpu_count()}, load average after: {load_after}"
+    print_table(
+        "PostgreSQL extraction",
+        "binary COPY",
+        args.rows,
+        args.repeat,
+        times,
+        rss,
+        labels,
+        "copy-binary",
     )
-    print("| method | seconds | rows/s | peak RSS | vs binary COPY |")
-    print("|---|---:|---:|---:|---:|")
-    for key, values in times.items():
-        sec = statistics.median(values)
-        mem = f"{rss[key] / 2**20:,.0f} MiB" if key in rss else "-"
-        print(f"| {labels[key]} | {sec:.2f} | {args.rows / sec:,.0f} | {mem} | {sec / ref:.2f}x |")
     return 0
 
 

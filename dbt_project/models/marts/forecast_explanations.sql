@@ -9,50 +9,16 @@
 
 with
 
-runs as (
-
-    select * from {{ ref('stg_forecast__runs') }}
-
-),
-
 explanations as (
 
     select * from {{ ref('stg_forecast__explanations') }}
 
 ),
 
-forecasts as (
+-- The latest published run's forecasts with names: forecast_latest decides which run.
+latest as (
 
-    select * from {{ ref('stg_forecast__forecasts') }}
-
-),
-
-items as (
-
-    select * from {{ ref('dim_item') }}
-
-),
-
-locations as (
-
-    select * from {{ ref('dim_location') }}
-
-),
-
-latest_published_run as (
-
-    select
-        run_date,
-        published_at
-
-    from runs
-    where
-        run_status = 'published'
-        and run_date = (
-            select max(published_runs.run_date)
-            from runs as published_runs
-            where published_runs.run_status = 'published'
-        )
+    select * from {{ ref('forecast_latest') }}
 
 ),
 
@@ -116,27 +82,21 @@ joined as (
         labelled.contribution_share,
         labelled.base_value,
         labelled.model_prediction,
-        forecasts.p50,
+        latest.p50,
         labelled.model_version,
         labelled.run_date,
-        latest_published_run.published_at,
-        items.item_name,
-        items.category,
-        locations.location_name
+        latest.published_at,
+        latest.item_name,
+        latest.category,
+        latest.location_name
 
     from labelled
-    inner join latest_published_run
-        on latest_published_run.run_date = labelled.run_date
-    left join forecasts
+    inner join latest
         on
-            forecasts.run_date = labelled.run_date
-            and forecasts.item_id = labelled.item_id
-            and forecasts.location_id = labelled.location_id
-            and forecasts.forecast_date = labelled.forecast_date
-    left join items
-        on items.item_id = labelled.item_id
-    left join locations
-        on locations.location_id = labelled.location_id
+            latest.run_date = labelled.run_date
+            and latest.item_id = labelled.item_id
+            and latest.location_id = labelled.location_id
+            and latest.forecast_date = labelled.forecast_date
 
 ),
 
