@@ -9,13 +9,14 @@ UV_VERSION := 0.13.8
 NIGHTCAST_ONLINE_RETAIL ?= $(abspath $(wildcard ../shared/datasets/online_retail/online_retail.parquet))
 export NIGHTCAST_ONLINE_RETAIL
 
-.PHONY: demo test venv airflow env bench clean
+.PHONY: demo test test-deploy venv airflow env bench clean lock
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	# Byte-compiled at install time: PYTHONDONTWRITEBYTECODE would otherwise leave every import uncompiled.
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode -r requirements.txt
+	# requirements-dev.txt = the image's requirements.txt + the dev extra (tests, linters, Compose).
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode -r requirements-dev.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode --no-deps -e .
 	@touch $@
 
@@ -30,16 +31,26 @@ env: .env
 demo: $(STAMP) .env
 	set -a && . ./.env && set +a && $(BIN)/nightcast demo $(DEMO_ARGS)
 
-## The whole suite: lint, format check, types, tests.
+## The whole suite: lint, format check, types, tests (the deployment test included:
+## it skips without Docker, unless CI is set).
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
+## The docker-compose stack brought up and driven through two nights (tests/deploy/test_stack.py).
+test-deploy: $(STAMP)
+	$(BIN)/pytest -q -s -m deploy tests/deploy $(PYTEST_ARGS)
+
 ## Airflow UI on http://localhost:8080 with the project's DAGs (Ctrl-C stops everything).
 airflow: $(STAMP) .env
 	set -a && . ./.env && set +a && $(BIN)/nightcast airflow
+
+## Re-resolve the locks from pyproject.toml (runtime: requirements.txt, the image; + dev extra: requirements-dev.txt).
+lock: | $(STAMP)
+	$(BIN)/uv pip compile --quiet --python-version 3.11 pyproject.toml -o requirements.txt
+	$(BIN)/uv pip compile --quiet --python-version 3.11 pyproject.toml --extra dev -c requirements.txt -o requirements-dev.txt
 
 bench: $(STAMP) .env
 	set -a && . ./.env && set +a && $(BIN)/python bench/nightly.py $(BENCH_ARGS)
