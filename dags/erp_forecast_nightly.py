@@ -17,10 +17,15 @@ even when something upstream failed). A failure there alerts; BI is not affected
 
 **If it fails**: BI keeps the last published forecast and
 `marts.forecast_freshness` says stale and why. The failing task's log names the
-source, table, column, row and value. Fix the cause, then *Clear* the failed task
-(with downstream) in the UI; every task rewrites only run D's partition, so
-reruns and backfills are safe. CLI (the failure alert prints it filled in):
-`airflow tasks clear erp_forecast_nightly -t '^<task>$' -d -s <D>T02:00:00+00:00 -e <D>T02:00:00+00:00 -y`.
+source, table, column, row and value. Bad data, a broken mapping, schema drift and
+failing dbt tests fail at once; other errors (connections, timeouts) are retried
+twice first. Fix the cause, then *Clear* the failed task (with downstream) in the
+UI; after a failed `validate` or schema drift in `clean_<source>`, clear
+`extract_<source>` instead, as the failed task would re-read the same data. Every
+task rewrites only run D's partition, so reruns and backfills are safe. CLI (the
+failure alert prints it filled in, with the task to clear):
+`airflow tasks clear erp_forecast_nightly -t <task> -d -s <D>T02:00:00+00:00 -e <D>T02:00:00+00:00 -y`
+(`-t` matches task ids by substring; the alert says when that clears more).
 
 **Mapped `forecast_batch`** (one task per batch of series, labelled `batch k/n`):
 clear just the failed map index (Grid → that index → *Clear* with downstream) to

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="nightcast-tests-"))
@@ -29,3 +32,15 @@ os.environ.update(
 )
 for _sub in ("airflow_home", "data"):
     (_SESSION_DIR / _sub).mkdir(parents=True, exist_ok=True)
+
+
+@pytest.fixture(autouse=True)
+def _restore_environment() -> Iterator[None]:
+    """Undo what a test wrote to os.environ: commands under test do write it (``cli.main``
+    fills in the embedded defaults, e.g. NIGHTCAST_SIMULATED_SOURCES=demo), and a value
+    left behind would change what later tests' nights do."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)

@@ -147,3 +147,37 @@ def test_stop_process_group_of_a_finished_process_returns_at_once() -> None:
     started = time.monotonic()
     stop_process_group(proc)  # default schedule: must not wait out any grace period
     assert time.monotonic() - started < 1
+
+
+def test_make_airflow_says_which_night_unpausing_runs_and_what_it_simulates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, date, datetime
+
+    from nightcast.config import get_settings
+    from nightcast.demo import scheduled_night, unpause_hint
+    from nightcast.demo_erp import generate
+
+    # The run for business day D fires at 02:00 UTC on D+1.
+    assert scheduled_night(datetime(2026, 12, 2, 1, 59, tzinfo=UTC)) == date(2026, 11, 30)
+    assert scheduled_night(datetime(2026, 12, 2, 2, 0, tzinfo=UTC)) == date(2026, 12, 1)
+
+    url = f"sqlite:///{tmp_path / 'erp.sqlite'}"
+    monkeypatch.setenv("AIRFLOW_CONN_NIGHTCAST_DEMO_ERP", url)
+    monkeypatch.delenv("NIGHTCAST_SOURCES_DIR", raising=False)
+    monkeypatch.setenv("NIGHTCAST_SIMULATED_SOURCES", "demo")
+    now = datetime(2026, 12, 2, 6, 0, tzinfo=UTC)
+    assert unpause_hint(get_settings(), now) == [
+        "source 'demo' has no demo ERP yet: run `make demo` before unpausing "
+        "erp_forecast_nightly, or its night 2026-12-01 fails"
+    ]
+    generate(url, size="tiny", start=date(2025, 11, 1), end=date(2025, 12, 3))
+    assert unpause_hint(get_settings(), now) == [
+        "unpausing erp_forecast_nightly runs business day 2026-12-01: source 'demo' first "
+        "simulates the 363 day(s) since 2025-12-03 (progress in the extract_demo log)"
+    ]
+    assert unpause_hint(get_settings(), datetime(2025, 12, 4, 3, tzinfo=UTC)) == [
+        "unpausing erp_forecast_nightly runs business day 2025-12-03"
+    ]
+    monkeypatch.setenv("NIGHTCAST_SIMULATED_SOURCES", "")  # production: nothing to say
+    assert unpause_hint(get_settings(), now) == []

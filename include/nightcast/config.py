@@ -62,6 +62,9 @@ class Settings:
     # on this Dask scheduler; each booster must finish within dask_timeout_s.
     dask_address: str | None = None
     dask_timeout_s: float = 3600.0
+    # Sources whose ERP is the demo simulator (nightcast.demo_erp): their extract first
+    # simulates the business days up to the run date. Empty in production.
+    simulated_sources: tuple[str, ...] = ()
 
 
 def get_settings() -> Settings:
@@ -97,6 +100,11 @@ def get_settings() -> Settings:
         ),
         dask_address=os.environ.get("NIGHTCAST_DASK_ADDRESS") or None,
         dask_timeout_s=float(os.environ.get("NIGHTCAST_DASK_TIMEOUT_S") or "3600"),
+        simulated_sources=tuple(
+            name.strip()
+            for name in os.environ.get("NIGHTCAST_SIMULATED_SOURCES", "").split(",")
+            if name.strip()
+        ),
     )
 
 

@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from nightcast.config import Settings, connection_url, get_settings
@@ -181,6 +181,44 @@ def render_summary(
     return "\n".join(lines)
 
 
+def scheduled_night(now: datetime) -> date:
+    """The business day of the run the scheduler creates at ``now`` for an unpaused nightly
+    DAG: the last one whose close has passed (its schedule, "0 2 * * *" UTC, fires at 02:00 on
+    the day after; the e2e test checks this against the scheduler's real run)."""
+    return (now.astimezone(UTC) - timedelta(hours=2)).date() - timedelta(days=1)
+
+
+def unpause_hint(settings: Settings, now: datetime) -> list[str]:
+    """What unpausing the nightly DAG will do with each simulated (demo) ERP source."""
+    from nightcast import demo_erp
+    from nightcast.sources.mapping import load_mappings
+
+    night = scheduled_night(now)
+    lines = []
+    for mapping in load_mappings(settings.sources_dir):
+        if mapping.source not in settings.simulated_sources:
+            continue
+        try:
+            last = demo_erp.last_simulated_day(connection_url(mapping.connection))
+        except Exception as exc:  # a hint, never a reason not to start Airflow
+            lines.append(f"source {mapping.source!r}: cannot read its demo ERP ({exc})")
+            continue
+        if last is None:
+            lines.append(
+                f"source {mapping.source!r} has no demo ERP yet: run `make demo` "
+                f"before unpausing {NIGHTLY_DAG_ID}, or its night {night} fails"
+            )
+        elif last < night:
+            lines.append(
+                f"unpausing {NIGHTLY_DAG_ID} runs business day {night}: source "
+                f"{mapping.source!r} first simulates the {(night - last).days} day(s) since "
+                f"{last} (progress in the extract_{mapping.source} log)"
+            )
+        else:
+            lines.append(f"unpausing {NIGHTLY_DAG_ID} runs business day {night}")
+    return lines
+
+
 def airflow_standalone() -> int:
     """`airflow standalone` with the project's DAGs; Ctrl-C stops every process it started."""
     import secrets
@@ -203,6 +241,8 @@ def airflow_standalone() -> int:
         f"Airflow UI: http://localhost:8080  login: admin / {password}  (Ctrl-C to stop)",
         flush=True,
     )
+    for line in unpause_hint(get_settings(), datetime.now(UTC)):
+        print(f"Demo: {line}", flush=True)
     bin_dir = Path(sys.executable).parent
     # standalone starts its components as `airflow ...` found on PATH: use this virtualenv's.
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}

@@ -29,6 +29,9 @@ def embedded_defaults(root: Path = PROJECT_ROOT) -> dict[str, str]:
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "60",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW_CONN_NIGHTCAST_DEMO_ERP": f"sqlite:///{data / 'demo_erp.sqlite'}",
+        # The demo ERP is a simulator: whatever night Airflow schedules (e.g. yesterday's,
+        # once the DAG is unpaused), its extract first simulates the business days up to it.
+        "NIGHTCAST_SIMULATED_SOURCES": "demo",
         "NIGHTCAST_DATA_DIR": str(data),
         "NIGHTCAST_WAREHOUSE_PATH": str(data / "warehouse.duckdb"),
         "LIGHTGBM_NUM_THREADS": "1",

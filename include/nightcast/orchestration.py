@@ -1,17 +1,36 @@
 """Glue between Airflow task contexts and the plain pipeline functions.
 
-Kept free of heavy imports: DAG files import it at parse time.
+Kept free of heavy imports: DAG files import it at parse time (the Task SDK they
+import anyway; nothing of pandas, dbt or the warehouse).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import date, timedelta
 from typing import Any
+
+from airflow.sdk import ExceptionRetryPolicy, RetryAction, RetryRule
+
+from nightcast.errors import DeterministicError
 
 log = logging.getLogger("nightcast.orchestration")
 
 NIGHTLY_DAG_ID = "erp_forecast_nightly"
+
+# Bad data, a broken mapping, schema drift or a failing dbt test fail the same way on
+# every try: fail them at once (on-call is paged minutes earlier, not after two retries
+# and their back-off). Everything else (connection errors, timeouts) keeps its retries.
+FAIL_FAST = ExceptionRetryPolicy(
+    rules=[
+        RetryRule(
+            exception=DeterministicError,
+            action=RetryAction.FAIL,
+            reason="deterministic error (data, mapping, schema or dbt test): a retry fails the same way",
+        )
+    ]
+)
 
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "data-platform",
@@ -20,6 +39,7 @@ DEFAULT_ARGS: dict[str, Any] = {
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=20),
     "execution_timeout": timedelta(hours=1),
+    "retry_policy": FAIL_FAST,
 }
 
 
@@ -37,6 +57,11 @@ def _logical_iso(context: Any) -> str:
     if logical is None:
         return ""
     return logical.isoformat() if hasattr(logical, "isoformat") else str(logical)
+
+
+def downstream_of(dag: Any) -> dict[str, frozenset[str]]:
+    """Every task id of ``dag`` -> the ids of all tasks downstream of it (what ``-d`` clears)."""
+    return {t.task_id: frozenset(t.get_flat_relative_ids(upstream=False)) for t in dag.tasks}
 
 
 def on_task_failure(context: Any) -> None:
@@ -82,8 +107,12 @@ def on_task_failure(context: Any) -> None:
         from nightcast.config import get_settings
         from nightcast.monitoring.alerts import raise_alert, task_failed_alert
 
-        raise_alert(
-            get_settings(), task_failed_alert(dag_id, task_id, day, _logical_iso(context), err)
-        )
+        graph: Mapping[str, frozenset[str]] | None = None
+        try:
+            graph = downstream_of(dag) if dag is not None else None
+        except Exception:  # without the graph the hint is still right, only less exact
+            log.exception("could not read the DAG's task graph for the rerun hint")
+        alert = task_failed_alert(dag_id, task_id, day, _logical_iso(context), err, graph)
+        raise_alert(get_settings(), alert)
     except Exception:
         log.exception("could not raise the failure alert")

@@ -39,9 +39,18 @@ def test_dag_rules(dagbag, dag_id: str) -> None:  # type: ignore[no-untyped-def]
     assert dag.max_active_runs == 1
     assert dag.catchup is False
     assert (dag.doc_md and "rerun" in dag.doc_md.lower()) or "clear" in dag.doc_md.lower()
+    from airflow.sdk import RetryAction
+
+    from nightcast.quality.results import DataQualityError
+
+    gate_failed = DataQualityError("Data-quality gate failed", [], ["demo"])
     for t in dag.tasks:
         assert t.owner == "data-platform", t.task_id
         assert t.retries >= 1, t.task_id
+        # ... but never for bad data: that fails the same way on every try.
+        assert t.retry_policy.evaluate(gate_failed, 1, t.retries).action is RetryAction.FAIL, (
+            t.task_id
+        )
         assert t.retry_exponential_backoff, t.task_id
         assert t.execution_timeout is not None and t.execution_timeout <= timedelta(hours=4), (
             t.task_id

@@ -14,8 +14,10 @@ from typing import Any, ClassVar
 import pytest
 
 from nightcast import cli, orchestration
+from nightcast.cleaning.clean import SchemaDriftError
 from nightcast.config import Settings, get_settings
 from nightcast.monitoring import alerts
+from nightcast.quality.results import DataQualityError
 from nightcast.warehouse.base import open_warehouse
 
 D = date(2025, 5, 1)
@@ -87,13 +89,88 @@ def test_message_names_everything() -> None:
         "Task: load",
         "2025-05-01T02:00:00+00:00",
         "Error: boom: column x",
-        "airflow tasks clear erp_forecast_nightly -t '^load$' -d "
+        "airflow tasks clear erp_forecast_nightly -t load -d "
         "-s 2025-05-01T02:00:00+00:00 -e 2025-05-01T02:00:00+00:00 -y",
         "Grid → erp_forecast_nightly",
         "Clear → with Downstream",
     ):
         assert part in text
     assert "Traceback line 2" not in text
+
+
+# The nightly DAG's shape with two sources whose ids share a prefix: task -> all downstream.
+_AFTER_GATE = {"load", "dbt_build", "publish", "report"}
+GRAPH: dict[str, set[str]] = {
+    "start_run": {"extract_demo", "extract_demo_eu", "clean_demo", "clean_demo_eu", "validate"}
+    | _AFTER_GATE,
+    "extract_demo": {"clean_demo", "validate"} | _AFTER_GATE,
+    "extract_demo_eu": {"clean_demo_eu", "validate"} | _AFTER_GATE,
+    "clean_demo": {"validate"} | _AFTER_GATE,
+    "clean_demo_eu": {"validate"} | _AFTER_GATE,
+    "validate": set(_AFTER_GATE),
+    "load": {"dbt_build", "publish", "report"},
+    "dbt_build": {"publish", "report"},
+    "publish": {"report"},
+    "report": set(),
+}
+
+
+def gate_failure(*sources: str) -> DataQualityError:
+    return DataQualityError("Data-quality gate failed: 1 critical check(s) failed.", [], sources)
+
+
+def cli_line(hint: str) -> str:
+    (line,) = [x for x in hint.splitlines() if x.startswith("Rerun (CLI): ")]
+    return line.removeprefix("Rerun (CLI): ")
+
+
+def test_gate_failure_reruns_from_the_extract_of_the_failed_source() -> None:
+    hint = alerts.task_rerun_hint(
+        "erp_forecast_nightly", "validate", LOGICAL.isoformat(), gate_failure("demo_eu"), GRAPH
+    )
+    assert cli_line(hint) == (
+        "airflow tasks clear erp_forecast_nightly -t extract_demo_eu -d "
+        "-s 2025-05-01T02:00:00+00:00 -e 2025-05-01T02:00:00+00:00 -y"
+    )
+    assert "clearing validate alone re-reads the same data and fails again" in hint
+    assert "task extract_demo_eu → Clear → with Downstream" in hint
+    assert "Note" not in hint  # nothing else contains 'extract_demo_eu'
+
+
+def test_substring_match_beyond_the_downstream_is_said() -> None:
+    # -t extract_demo also matches extract_demo_eu, whose extract and clean are not
+    # downstream of extract_demo: the hint must not pretend the command is exact.
+    hint = alerts.task_rerun_hint(
+        "erp_forecast_nightly",
+        "clean_demo",
+        LOGICAL.isoformat(),
+        SchemaDriftError("x", "demo"),
+        GRAPH,
+    )
+    assert "-t extract_demo -d" in cli_line(hint)
+    assert "also clears clean_demo_eu, extract_demo_eu" in hint
+    assert "The UI clears exactly" in hint
+    both = alerts.task_rerun_hint(
+        "erp_forecast_nightly",
+        "validate",
+        LOGICAL.isoformat(),
+        gate_failure("demo", "demo_eu"),
+        GRAPH,
+    )
+    assert cli_line(both).count("airflow tasks clear") == 2 and "Note" not in both
+    # 'load' matches 'load_forecasts' in the real DAG, but that one is downstream anyway.
+    graph = {**GRAPH, "load": GRAPH["load"] | {"load_forecasts"}, "load_forecasts": {"publish"}}
+    assert "Note" not in alerts.task_rerun_hint("d", "load", "L", RuntimeError("x"), graph)
+
+
+def test_an_ordinary_failure_reruns_the_failed_task() -> None:
+    hint = alerts.task_rerun_hint(
+        "erp_forecast_nightly", "extract_demo", "L", ConnectionError("refused"), GRAPH
+    )
+    assert (
+        cli_line(hint) == "airflow tasks clear erp_forecast_nightly -t extract_demo -d -s L -e L -y"
+    )
+    assert "alone" not in hint
 
 
 def test_webhook_delivery_and_row(settings: Settings, webhook: Hook) -> None:
@@ -103,7 +180,7 @@ def test_webhook_delivery_and_row(settings: Settings, webhook: Hook) -> None:
     text = webhook.bodies[0]["text"]
     assert "erp_forecast_nightly" in text and "Task: load" in text
     assert "2025-05-01" in text and "boom: column x" in text
-    assert "airflow tasks clear erp_forecast_nightly -t '^load$'" in text
+    assert "airflow tasks clear erp_forecast_nightly -t load -d" in text
     [row] = rows(settings)
     assert row["kind"] == "task_failed" and row["task_id"] == "load"
     assert str(row["run_date"])[:10] == "2025-05-01"
@@ -187,7 +264,7 @@ def test_on_task_failure_alerts_and_fails_run(
     }
     with caplog.at_level("ERROR", logger="nightcast.alerts"):
         orchestration.on_task_failure(context)
-    assert "-t '^dbt_build$'" in caplog.text
+    assert "-t dbt_build -d" in caplog.text
     with open_warehouse(settings.warehouse_url) as wh:
         assert wh.fetchone("select status, message from forecast.runs where run_date = ?", [D]) == (
             "failed",
@@ -196,6 +273,31 @@ def test_on_task_failure_alerts_and_fails_run(
     [row] = rows(settings)
     assert (row["kind"], row["task_id"]) == ("task_failed", "dbt_build")
     assert "dbt test failed: not_null_x" in webhook.bodies[0]["text"]
+
+
+class FakeTask:
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+
+    def get_flat_relative_ids(self, *, upstream: bool = False) -> set[str]:
+        assert not upstream
+        return GRAPH[self.task_id]
+
+
+def test_on_task_failure_names_the_extract_to_clear_after_a_gate_failure(
+    settings: Settings, webhook: Hook
+) -> None:
+    context = {
+        "task_instance": SimpleNamespace(task_id="validate", dag_id="erp_forecast_nightly"),
+        "dag": SimpleNamespace(tasks=[FakeTask(t) for t in GRAPH]),
+        "exception": gate_failure("demo"),
+        "logical_date": LOGICAL,
+    }
+    orchestration.on_task_failure(context)
+    [row] = rows(settings)
+    assert "-t extract_demo -d" in cli_line(row["rerun_hint"])
+    assert "also clears clean_demo_eu, extract_demo_eu" in row["rerun_hint"]
+    assert "-t extract_demo -d" in webhook.bodies[0]["text"]
 
 
 def test_on_task_failure_never_raises(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
@@ -227,6 +329,25 @@ def test_deadline_missed_once(settings: Settings) -> None:
     assert alerts.check_deadline(settings, D, datetime(2025, 5, 2, 7, 0, tzinfo=UTC)) is None
     [row] = rows(settings)
     assert row["kind"] == "deadline_missed" and "airflow tasks clear" in row["rerun_hint"]
+
+
+def test_deadline_repeats_what_the_failure_alert_said(settings: Settings) -> None:
+    publish(settings, D, "failed")
+    failed_at_gate = alerts.task_failed_alert(
+        "erp_forecast_nightly", "validate", D, LOGICAL.isoformat(), gate_failure("demo"), GRAPH
+    )
+    alerts.raise_alert(settings, failed_at_gate)
+    alert = alerts.check_deadline(settings, D, datetime(2025, 5, 2, 6, 30, tzinfo=UTC))
+    assert alert is not None and alert.rerun_hint == failed_at_gate.rerun_hint
+    assert "--only-failed" not in alert.rerun_hint  # it would re-check the same rows
+
+
+def test_deadline_hint_spans_the_local_day_of_the_run_date() -> None:
+    hint = alerts.deadline_rerun_hint("erp_forecast_nightly", D, "America/New_York")
+    assert cli_line(hint) == (
+        "airflow tasks clear erp_forecast_nightly --only-failed "
+        "-s 2025-05-01T00:00:00-04:00 -e 2025-05-01T23:59:59-04:00 -y"
+    )
 
 
 def test_deadline_published_no_alert(settings: Settings) -> None:

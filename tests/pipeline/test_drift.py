@@ -32,6 +32,7 @@ def test_renamed_column_fails_the_extract_naming_source_table_file_and_column(
     assert "order_lines/date=2025-05-01/part-0.parquet" in msg
     assert "no column(s) ['PRICE']" in msg and "'COST'" in msg and "acme.yaml" in msg
     assert err.value.missing == ["PRICE"]
+    assert err.value.sources == ("acme",)
     assert drift_rows(acme) == [
         (RUN_DATE, "acme", "order_lines", "COST", "added"),
         (RUN_DATE, "acme", "order_lines", "PRICE", "missing"),

@@ -94,5 +94,6 @@ def test_volume_severity_critical_stops_the_run(acme: Acme, three_runs_suites: P
     for d in days[:3]:
         night(acme, d, 20)
     cleaned = night(acme, days[3], 200, publish=False)
-    with pytest.raises(DataQualityError, match="nightcast_volume"):
+    with pytest.raises(DataQualityError, match="nightcast_volume") as err:
         gate.validate(acme.settings, days[3], cleaned)
+    assert err.value.sources == ("acme",)  # what the failure alert tells on-call to re-extract

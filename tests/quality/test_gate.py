@@ -303,9 +303,25 @@ def test_raise_message_is_actionable() -> None:
     assert "table order_lines, column quantity" in message
     assert "table order_lines, column item_id" in message
     assert "demo:GHOST" in message and "quantity=-4.0" in message
-    assert "clear the task in the Airflow UI" in message
+    # Clearing validate alone would re-check the same rows: the hint starts at the extract.
+    assert "clear the extract_<source> task with downstream" in message
+    assert "clearing validate alone re-checks the same cleaned rows" in message
     assert "last published forecast" in message
     assert len(err.value.failures) == 2
+
+
+def test_raise_names_the_sources_that_fed_the_failed_tables() -> None:
+    df = order_lines()
+    df.loc[0, "quantity"] = -4.0
+    report = GateReport(run("order_lines", df))
+    with pytest.raises(DataQualityError) as err:
+        report.raise_if_critical({"order_lines": ["erp_eu", "demo"], "items": ["pim"]})
+    first, *_ = str(err.value).splitlines()
+    assert first == (
+        "Data-quality gate failed: 1 critical check(s) failed in order_lines (source demo, erp_eu)."
+    )
+    assert err.value.sources == ("demo", "erp_eu")
+    assert "clear extract_demo, extract_erp_eu with downstream" in str(err.value)
 
 
 def test_results_frame_matches_ops_dq_results(tmp_path: Path) -> None:

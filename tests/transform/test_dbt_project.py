@@ -12,12 +12,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import duckdb
 import pytest
 from dbt.cli.main import dbtRunner, dbtRunnerResult
 
+from nightcast.transform.dbt import DbtBuildError, DbtTestFailed, build_error
 from nightcast.warehouse.schema import ALL_TABLES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -553,6 +555,17 @@ def test_quantile_violation_fails_build(warehouse: Warehouse) -> None:
     failed = warehouse.broken.failed_nodes()
     assert failed, "expected a failing test"
     assert all("expression_is_true_forecast_latest" in node for node in failed), failed
+    # A test that found rows fails the same way on a retry: the task must not retry it.
+    assert isinstance(build_error(warehouse.broken.result.result.results), DbtTestFailed)
+
+
+def test_a_node_that_errored_is_retried() -> None:
+    # 'error' (a node that could not run, e.g. the warehouse connection dropped) may pass
+    # on a retry; only 'fail' (a test that found rows) is deterministic.
+    node = SimpleNamespace(resource_type="model", name="stg_demo__items")
+    errored = [SimpleNamespace(status="error", node=node, message="could not connect")]
+    err = build_error(errored)
+    assert type(err) is DbtBuildError and "model stg_demo__items: could not connect" in str(err)
 
 
 def test_missing_warehouse_path_names_the_variable(

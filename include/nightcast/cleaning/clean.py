@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from nightcast.cleaning.parsers import flag_bad_encoding, parse_date, parse_number, parse_timestamp
+from nightcast.errors import DeterministicError
 from nightcast.sources.mapping import ColumnRule, TableMapping
 
 log = logging.getLogger("nightcast.cleaning")
@@ -36,8 +37,14 @@ QUARANTINE_COLUMNS = [
 ]
 
 
-class SchemaDriftError(ValueError):
-    """The landed file lacks a column the mapping needs."""
+class SchemaDriftError(ValueError, DeterministicError):
+    """The landed file lacks a column the mapping needs: fixed by re-extracting after the fix."""
+
+    rerun_from = "extract"
+
+    def __init__(self, message: str, source: str) -> None:
+        super().__init__(message)
+        self.sources = (source,)
 
 
 @dataclass
@@ -139,7 +146,8 @@ def clean_table(
     if absent:
         raise SchemaDriftError(
             f"source {source!r} table {table.table!r}: landed file {landed_path} has no column(s) "
-            f"{absent}; the ERP schema changed or the mapping is wrong. Columns present: {sorted(raw.columns)}"
+            f"{absent}; the ERP schema changed or the mapping is wrong. Columns present: {sorted(raw.columns)}",
+            source,
         )
     unexpected = sorted(set(raw.columns) - needed)
     out: dict[str, pd.Series] = {}

@@ -3,19 +3,20 @@
 Grain: one call = one business day D. Inserts D's orders, lines, stock-outs,
 promotions and price changes, and updates older rows (late edits, product
 changes); every written row gets ``updated_at`` inside D, ``created_at`` is
-never touched.
+never touched. ``catch_up`` repeats it up to a given day, one transaction a day.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import date, datetime, time, timedelta
+from time import monotonic
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import Date, DateTime, Integer, Select, Table, select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 
 from nightcast.demo_erp import schema as sch
 from nightcast.demo_erp.catalog import latent_params
@@ -168,3 +169,66 @@ def advance(url: str, day: date, seed: int | None = None) -> dict[str, int]:
         len(delta.line_updates),
     )
     return counts
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def catch_up(url: str, day: date, progress_every_s: float = 15.0) -> int:
+    """Simulate every business day after the last one up to ``day``; days simulated.
+
+    Idempotent: an ERP that already holds ``day`` (a rerun, or a backfill of an
+    older night) is left as it is, never moved back. Each day is ``advance``'s own
+    transaction, so an interrupted catch-up resumes where it stopped, and the ERP
+    ends as if it had been advanced night by night. Long gaps log progress (days,
+    elapsed, rate, time left) every ``progress_every_s`` seconds.
+    """
+    first = last_simulated_day(url)
+    if first is None:
+        raise ValueError(f"no demo ERP at {make_url(url)!r}: run generate() first")
+    total = (day - first).days
+    if total <= 0:
+        return 0
+    log.info(
+        "demo ERP holds business days up to %s: simulating %d day(s) up to %s "
+        "(each day commits; an interrupted catch-up resumes on the retry)",
+        first,
+        total,
+        day,
+    )
+    started = next_report = monotonic()
+    next_report += progress_every_s
+    last = first
+    while last < day:
+        try:
+            advance(url, last + timedelta(days=1))
+            last += timedelta(days=1)
+        except ValueError:
+            # Another process (a concurrent run's extract) may have simulated it meanwhile.
+            now = last_simulated_day(url)
+            if now is None or now <= last:
+                raise
+            last = now
+        if monotonic() >= next_report and last < day:
+            elapsed = monotonic() - started
+            done = (last - first).days
+            rate = done / elapsed
+            log.info(
+                "demo ERP catch-up: %d/%d days (up to %s), %s elapsed, %.1f days/s, about %s left",
+                done,
+                total,
+                last,
+                _duration(elapsed),
+                rate,
+                _duration((day - last).days / rate),
+            )
+            next_report = monotonic() + progress_every_s
+    log.info(
+        "demo ERP caught up: %d day(s) simulated up to %s in %s",
+        total,
+        day,
+        _duration(monotonic() - started),
+    )
+    return total

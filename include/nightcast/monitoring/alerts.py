@@ -20,12 +20,14 @@ import os
 import smtplib
 import urllib.request
 import uuid
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from email.message import EmailMessage
 from zoneinfo import ZoneInfo
 
 from nightcast.config import Settings
+from nightcast.errors import DeterministicError
 
 log = logging.getLogger("nightcast.alerts")
 
@@ -82,22 +84,87 @@ def first_line(err: object) -> str:
     return type(err).__name__ if isinstance(err, BaseException) else "unknown error"
 
 
-def task_rerun_hint(dag_id: str, task_id: str, logical_date: str) -> str:
-    """Exact command and UI action that rerun one task and everything downstream of it.
+def rerun_targets(
+    task_id: str, error: object, graph: Mapping[str, Collection[str]] | None = None
+) -> tuple[str, ...]:
+    """The tasks whose clearing (with downstream) recovers the night after ``error``.
+
+    Usually the failed task. Not for bad data, schema drift or the like
+    (:class:`~nightcast.errors.DeterministicError` with ``rerun_from``): the failed task
+    would re-read the same landed or cleaned data, so the rerun starts at that stage's
+    task of each source concerned (``extract_<source>``).
+    """
+    if not isinstance(error, DeterministicError) or not error.rerun_from:
+        return (task_id,)
+    targets = tuple(f"{error.rerun_from}_{s}" for s in error.sources)
+    if graph is not None:
+        targets = tuple(t for t in targets if t in graph) or tuple(
+            sorted(t for t in graph if t.startswith(f"{error.rerun_from}_"))
+        )
+    return targets or (task_id,)
+
+
+def over_cleared(targets: Sequence[str], graph: Mapping[str, Collection[str]]) -> list[str]:
+    """Tasks that ``-t <target> -d`` clears beyond the targets and their downstream.
+
+    Airflow 3.3's ``tasks clear -t`` matches task ids by substring (``-t extract_demo``
+    also picks ``extract_demo_eu``), whatever the option's name says.
+    """
+    intended = {t for target in targets for t in (target, *graph.get(target, ()))}
+    matched = {t for target in targets for t in graph if target in t}
+    cleared = matched | {d for t in matched for d in graph[t]}
+    return sorted(cleared - intended)
+
+
+def task_rerun_hint(
+    dag_id: str,
+    task_id: str,
+    logical_date: str,
+    error: object = None,
+    graph: Mapping[str, Collection[str]] | None = None,
+) -> str:
+    """Exact command and UI action that recover the night after ``task_id`` failed with ``error``.
 
     ``-s/-e`` bound the run's logical date (a bare date would be midnight and miss the
-    02:00 run); ``-t`` is a regex, anchored so ``load`` does not also match ``load_forecasts``.
+    02:00 run). ``graph`` (task id -> all its downstream ids, from the DAG) lets the hint
+    say when ``-t``'s substring match clears more than intended.
     """
-    return (
-        f"Rerun (CLI): airflow tasks clear {dag_id} -t '^{task_id}$' -d "
-        f"-s {logical_date} -e {logical_date} -y\n"
-        f"Rerun (UI): Grid → {dag_id} → run of {logical_date} → task {task_id} → "
-        "Clear → with Downstream"
-    )
+    targets = rerun_targets(task_id, error, graph)
+    lines = []
+    if targets != (task_id,):
+        lines.append(
+            f"Fix the cause in the ERP or the mapping, then rerun from {' and '.join(targets)}: "
+            f"clearing {task_id} alone re-reads the same data and fails again."
+        )
+    if logical_date:
+        cli = " && ".join(
+            f"airflow tasks clear {dag_id} -t {t} -d -s {logical_date} -e {logical_date} -y"
+            for t in targets
+        )
+    else:
+        cli = "none without a logical date; use the UI"
+    lines.append(f"Rerun (CLI): {cli}")
+    what = f"task {targets[0]} → Clear → with Downstream"
+    if len(targets) > 1:
+        what += f", then the same for {', '.join(targets[1:])}"
+    lines.append(f"Rerun (UI): Grid → {dag_id} → run of {logical_date or '-'} → {what}")
+    extra = over_cleared(targets, graph) if graph is not None else []
+    if extra:
+        lines.append(
+            f"Note: -t matches task ids by substring, so the CLI also clears {', '.join(extra)}; "
+            "they rerun too, which is safe (each task rewrites only its run's partition). "
+            "The UI clears exactly."
+        )
+    return "\n".join(lines)
 
 
 def task_failed_alert(
-    dag_id: str, task_id: str, run_date: date, logical_date: str, error: object
+    dag_id: str,
+    task_id: str,
+    run_date: date,
+    logical_date: str,
+    error: object,
+    graph: Mapping[str, Collection[str]] | None = None,
 ) -> Alert:
     return Alert(
         kind="task_failed",
@@ -106,7 +173,7 @@ def task_failed_alert(
         task_id=task_id,
         severity="critical",
         summary=first_line(error),
-        rerun_hint=task_rerun_hint(dag_id, task_id, logical_date),
+        rerun_hint=task_rerun_hint(dag_id, task_id, logical_date, error, graph),
         logical_date=logical_date,
     )
 
@@ -259,6 +326,7 @@ class DeadlineStatus:
     run_status: str | None  # forecast.runs.status for D (None: no run yet)
     run_message: str | None
     already_alerted: bool
+    failure_hint: str | None = None  # rerun_hint of D's latest task_failed alert
 
     @property
     def missed(self) -> bool:
@@ -288,6 +356,11 @@ def deadline_status(settings: Settings, run_date: date, now: datetime) -> Deadli
             "select count(*) from ops.alerts where run_date = ? and kind = 'deadline_missed'",
             [run_date],
         )
+        hint = wh.fetchone(
+            "select rerun_hint from ops.alerts where run_date = ? and kind = 'task_failed' "
+            "order by raised_at desc limit 1",
+            [run_date],
+        )
     return DeadlineStatus(
         run_date=run_date,
         deadline=due_at,
@@ -295,15 +368,24 @@ def deadline_status(settings: Settings, run_date: date, now: datetime) -> Deadli
         run_status=row[0] if row else None,
         run_message=row[1] if row else None,
         already_alerted=bool(seen and seen[0]),
+        failure_hint=hint[0] if hint else None,
     )
 
 
-def deadline_rerun_hint(dag_id: str, run_date: date) -> str:
-    nxt = run_date + timedelta(days=1)
+def deadline_rerun_hint(dag_id: str, run_date: date, timezone: str = "UTC") -> str:
+    """Clear the failed tasks of the run that closes ``run_date``.
+
+    That run's logical date falls on ``run_date`` in the deployment's zone, so ``-s/-e``
+    span that local day with explicit offsets (a bare date would be read as UTC).
+    ``--only-failed`` also clears the upstream_failed tasks downstream of them.
+    """
+    zone = ZoneInfo(timezone)
+    start = datetime.combine(run_date, time(0, 0), tzinfo=zone).isoformat()
+    end = datetime.combine(run_date, time(23, 59, 59), tzinfo=zone).isoformat()
     return (
-        f"Rerun (CLI): airflow tasks clear {dag_id} --only-failed -s {run_date} -e {nxt} -y "
-        f"(clears the failed tasks of the run that closes {run_date}; if there is no run, "
-        f"airflow dags trigger {dag_id} --logical-date <the run's logical date>)\n"
+        f"Rerun (CLI): airflow tasks clear {dag_id} --only-failed -s {start} -e {end} -y\n"
+        f"(It clears the failed tasks of the run that closes {run_date}; if there is no run: "
+        f"airflow dags trigger {dag_id} --logical-date <the run's logical date>.)\n"
         f"Rerun (UI): Grid → {dag_id} → run for {run_date} → failed task → Clear → with Downstream "
         "(a running run: check the slow task's log)"
     )
@@ -329,6 +411,8 @@ def check_deadline(
             f"forecasts for {run_date} not published by {status.deadline.isoformat()} "
             f"(run status: {with_msg})"
         ),
-        rerun_hint=deadline_rerun_hint(dag_id, run_date),
+        # A task failure alert already said what recovers the night (after bad data that
+        # is not the failed task): repeat it rather than a generic clear of failed tasks.
+        rerun_hint=status.failure_hint or deadline_rerun_hint(dag_id, run_date, settings.timezone),
     )
     return raise_alert(settings, alert)

@@ -65,6 +65,15 @@ def volume_checks(
     return results
 
 
+def sources_by_table(clean_summaries: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Canonical table -> the sources that cleaned it tonight; a silent one (0 rows) is a suspect too."""
+    feeds: dict[str, list[str]] = {}
+    for summary in clean_summaries:
+        for table in summary["tables"]:
+            feeds.setdefault(table, []).append(summary["source"])
+    return feeds
+
+
 def validate(
     settings: Settings, run_date: date, clean_summaries: list[dict[str, Any]]
 ) -> dict[str, Any]:
@@ -132,7 +141,7 @@ def validate(
         page,
         gx_page,
     )
-    report.raise_if_critical()
+    report.raise_if_critical(sources_by_table(clean_summaries))
     return {
         "checks": len(report.results),
         "critical_failures": len(report.critical_failures),

@@ -34,6 +34,7 @@ from nightcast.sources.extract import (
     read_landed,
 )
 from nightcast.sources.mapping import SourceMapping, load_mappings
+from nightcast.sources.simulated import catch_up_source
 from nightcast.warehouse.base import Warehouse, open_warehouse
 from nightcast.warehouse.schema import NATURAL_KEYS
 
@@ -145,6 +146,8 @@ def record_drift(
 def extract(settings: Settings, source: str, run_date: date) -> dict[str, Any]:
     """Land every mapped table of ``source`` for ``run_date``; record each window."""
     mapping = get_mapping(settings, source)
+    # Demo ERPs only (NIGHTCAST_SIMULATED_SOURCES): simulate the business days up to run_date.
+    catch_up_source(settings, mapping, run_date)
     out: dict[str, Any] = {}
     with open_source(mapping) as land:
         for name, table in mapping.tables.items():

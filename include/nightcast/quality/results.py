@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
 import pandas as pd
+
+from nightcast.errors import DeterministicError
 
 CRITICAL = "critical"
 WARNING = "warning"
@@ -25,10 +27,15 @@ DQ_RESULT_COLUMNS = (
     "details",
 )
 
-RERUN_HINT = (
-    "Fix the source or the mapping, then clear the task in the Airflow UI to rerun; "
-    "BI keeps showing the last published forecast."
-)
+
+def rerun_hint(sources: Sequence[str]) -> str:
+    """What recovers the night: the gate re-checks the cleaned rows, so rerun from the extract."""
+    start = ", ".join(f"extract_{s}" for s in sources) or "the extract_<source> task"
+    return (
+        "Fix the data in the ERP (or the source mapping), then clear "
+        f"{start} with downstream; clearing validate alone re-checks the same cleaned rows "
+        "and fails again. BI keeps showing the last published forecast."
+    )
 
 
 @dataclass(frozen=True)
@@ -52,12 +59,20 @@ class CheckResult:
         )
 
 
-class DataQualityError(RuntimeError):
-    """Tonight's data failed a critical expectation; nothing was published."""
+class DataQualityError(RuntimeError, DeterministicError):
+    """Tonight's data failed a critical expectation; nothing was published.
 
-    def __init__(self, message: str, failures: list[CheckResult]) -> None:
+    ``sources`` fed the failed tables tonight: their extract is where a rerun starts.
+    """
+
+    rerun_from = "extract"
+
+    def __init__(
+        self, message: str, failures: list[CheckResult], sources: Sequence[str] = ()
+    ) -> None:
         super().__init__(message)
         self.failures = failures
+        self.sources = tuple(sources)
 
 
 @dataclass
@@ -89,11 +104,24 @@ class GateReport:
             f"{len(self.critical_failures)} critical failed, {len(self.warnings)} warnings failed"
         )
 
-    def raise_if_critical(self) -> None:
+    def raise_if_critical(
+        self, sources_by_table: Mapping[str, Sequence[str]] | None = None
+    ) -> None:
+        """Raise :class:`DataQualityError` on a critical failure.
+
+        ``sources_by_table`` (canonical table to the sources that fed it tonight) lets the
+        error name the sources to re-extract.
+        """
         failures = self.critical_failures
         if not failures:
             return
-        lines = [f"Data-quality gate failed: {len(failures)} critical check(s) failed."]
+        tables = sorted({r.suite for r in failures})
+        feeds = sources_by_table or {}
+        sources = sorted({s for t in tables for s in feeds.get(t, ())})
+        where = f" in {', '.join(tables)}"
+        if sources:
+            where += f" (source {', '.join(sources)})"
+        lines = [f"Data-quality gate failed: {len(failures)} critical check(s) failed{where}."]
         for r in failures:
             lines.append(
                 f"- table {r.suite}, column {r.column_name or '-'}: {r.expectation} "
@@ -103,8 +131,8 @@ class GateReport:
             lines.append(
                 f"({len(self.warnings)} warning check(s) also failed; see ops.dq_results.)"
             )
-        lines.append(RERUN_HINT)
-        raise DataQualityError("\n".join(lines), failures)
+        lines.append(rerun_hint(sources))
+        raise DataQualityError("\n".join(lines), failures, sources)
 
 
 def results_frame(results: Iterable[CheckResult], run_date: date | None = None) -> pd.DataFrame:

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from nightcast.config import connection_path, connection_url
+from nightcast.errors import DeterministicError
 from nightcast.sources.mapping import AUTO_STREAMS as AUTO_STREAMS
 from nightcast.sources.mapping import SourceMapping, TableMapping
 from nightcast.sources.streams import AUTO_MIN_ROWS as AUTO_MIN_ROWS
@@ -259,13 +260,16 @@ def _extract_generic(
     return rows
 
 
-class LandedSchemaError(RuntimeError):
+class LandedSchemaError(RuntimeError, DeterministicError):
     """The landed file lacks a column the mapping reads: the ERP schema changed."""
 
-    def __init__(self, message: str, missing: list[str], present: list[str]) -> None:
+    rerun_from = "extract"
+
+    def __init__(self, message: str, missing: list[str], present: list[str], source: str) -> None:
         super().__init__(message)
         self.missing = missing
         self.present = present
+        self.sources = (source,)
 
 
 @dataclass(frozen=True)
@@ -308,6 +312,7 @@ def check_landed_header(mapping: SourceMapping, table: TableMapping, path: Path)
             "then clear the extract task to rerun; nothing was loaded.",
             drift.missing,
             drift.present,
+            mapping.source,
         )
     return drift
 

@@ -11,14 +11,16 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from nightcast.errors import DeterministicError
+
 COLUMN_TYPES = ("id", "string", "float", "int", "date", "timestamp")
 NUMBER_KEYS = ("decimal", "thousands", "currency")
 DATE_KEYS = ("formats", "excel_serial", "timezone")
 NORMALIZE_FORMS = ("NFC", "NFKC", "NFD", "NFKD")
 
 
-class MappingError(ValueError):
-    """A source mapping file is invalid."""
+class MappingError(ValueError, DeterministicError):
+    """A source mapping file is invalid (fixed by editing it, never by a retry)."""
 
 
 @dataclass(frozen=True)

@@ -5,15 +5,45 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from nightcast.config import Settings
+from nightcast.errors import DeterministicError
 
 log = logging.getLogger("nightcast.transform")
 
 
 class DbtBuildError(RuntimeError):
-    """``dbt build`` failed: a model or a dbt test."""
+    """``dbt build`` failed: a model errored (perhaps the warehouse connection) and is retried."""
+
+
+class DbtTestFailed(DbtBuildError, DeterministicError):
+    """A dbt test found failing rows: the same data fails it again, so it is not retried."""
+
+
+def build_error(results: Iterable[Any], exception: object = None) -> DbtBuildError:
+    """The error for a failed build, naming each failed node.
+
+    dbt's status tells the cases apart: ``fail`` is a test that ran and found rows
+    (deterministic); ``error`` is a node that could not run, which includes a lost
+    connection, so only a build with at least one ``fail`` skips the retries.
+    """
+    failed = []
+    tests_failed = False
+    for r in results:
+        status = str(r.status)
+        if status in ("error", "fail"):
+            tests_failed |= status == "fail"
+            failed.append(
+                f"{r.node.resource_type} {r.node.name}: {(r.message or '').strip()[:300]}"
+            )
+    detail = "\n  ".join(failed) or str(exception or "unknown error (see the dbt log above)")
+    kind = DbtTestFailed if tests_failed else DbtBuildError
+    return kind(
+        f"dbt build failed ({len(failed)} node(s)); nothing downstream was published:\n  {detail}\n"
+        "Fix the model or the data, then clear this task in the Airflow UI to rerun it."
+    )
 
 
 def dbt_build(
@@ -44,23 +74,12 @@ def dbt_build(
     seconds = time.monotonic() - started
     results = list(getattr(res.result, "results", None) or [])
     statuses: dict[str, int] = {}
-    failed = []
     for r in results:
         status = str(r.status)
         statuses[status] = statuses.get(status, 0) + 1
-        if status in ("error", "fail"):
-            failed.append(
-                f"{r.node.resource_type} {r.node.name}: {(r.message or '').strip()[:300]}"
-            )
     # dbt's threads finish in any order: sort so a rerun records the same summary.
     statuses = dict(sorted(statuses.items()))
     log.info("dbt build: %s in %.1fs", statuses, seconds)
     if not res.success:
-        detail = "\n  ".join(failed) or str(
-            res.exception or "unknown error (see the dbt log above)"
-        )
-        raise DbtBuildError(
-            f"dbt build failed ({len(failed)} node(s)); nothing downstream was published:\n  {detail}\n"
-            "Fix the model or the data, then clear this task in the Airflow UI to rerun it."
-        )
+        raise build_error(results, res.exception)
     return {"statuses": statuses, "seconds": round(seconds, 2)}
