@@ -61,11 +61,13 @@ def _unavailable(err: Exception) -> None:
 
 
 @pytest.fixture(scope="module")
-def figures() -> Iterator[dict[str, Any]]:
+def figures(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """What the test measured, printed at the end even under `pytest -q` (README figures)."""
     out: dict[str, Any] = {}
     yield out
-    if out:
-        print("\n[deploy figures] " + json.dumps(out, default=str))
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if out and reporter is not None:
+        reporter.write_line("\n[deploy figures] " + json.dumps(out, default=str))
 
 
 @pytest.fixture(scope="module")
