@@ -46,6 +46,23 @@ def build_error(results: Iterable[Any], exception: object = None) -> DbtBuildErr
     )
 
 
+def release_duckdb() -> None:
+    """Close dbt-duckdb's database handle, which it keeps in the process after a build.
+
+    An in-process build (``airflow dags test``, ``dag.test()``, ``make demo``) otherwise
+    holds the DuckDB file's lock until the process exits, and the on-call commands of
+    another process (``nightcast quarantine replay``, ``summary``) wait for it, then fail.
+    """
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # the PostgreSQL image need not ship dbt-duckdb
+        return
+    env = getattr(DuckDBConnectionManager, "_ENV", None)
+    if env is not None:
+        env.close()
+        DuckDBConnectionManager.close_all_connections()
+
+
 def dbt_build(
     settings: Settings, *, select: str | None = None, target: str | None = None
 ) -> dict[str, Any]:
@@ -70,7 +87,10 @@ def dbt_build(
     if select:
         args += ["--select", select]
     started = time.monotonic()
-    res = dbtRunner().invoke(args)
+    try:
+        res = dbtRunner().invoke(args)
+    finally:
+        release_duckdb()
     seconds = time.monotonic() - started
     results = list(getattr(res.result, "results", None) or [])
     statuses: dict[str, int] = {}
