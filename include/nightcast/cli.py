@@ -91,7 +91,7 @@ def cmd_airflow(args: argparse.Namespace) -> int:
 def cmd_bi_role(args: argparse.Namespace) -> int:
     from nightcast.config import get_settings
     from nightcast.warehouse.base import is_postgres_url, open_warehouse
-    from nightcast.warehouse.postgres import PostgresWarehouse, grant_bi_role
+    from nightcast.warehouse.bi_role import BiRoleError, grant_bi_role
 
     _apply_defaults()
     url = get_settings().warehouse_url
@@ -103,16 +103,23 @@ def cmd_bi_role(args: argparse.Namespace) -> int:
     password = os.environ.get(args.password_env) if args.password_env else None
     if args.password_env and not password:
         raise SystemExit(f"{args.password_env} is not set: it must hold the BI role's password")
-    with open_warehouse(url) as wh:
-        assert isinstance(wh, PostgresWarehouse)
-        grant_bi_role(wh, args.role, password)
-    print(f"role {args.role}: select on marts.* only ({'login' if password else 'nologin'})")
+    # ensure=False: the pipeline's schemas belong to the pipeline's role, not to whoever
+    # (a superuser, say) runs this command.
+    with open_warehouse(url, ensure=False) as wh:
+        try:
+            builder = grant_bi_role(wh, args.role, password, builder=args.dbt_role)
+        except BiRoleError as err:
+            raise SystemExit(f"nightcast bi-role: {err}") from None
+    print(
+        f"role {args.role}: select on marts.* only ({'login' if password else 'nologin'}), "
+        f"including what {builder} builds there later; no TEMP, nothing else"
+    )
     return 0
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
     from nightcast.config import get_settings
-    from nightcast.demo import render_summary
+    from nightcast.reporting.summary import render_summary
 
     _apply_defaults()
     print(render_summary(get_settings(), args.run_date))
@@ -187,12 +194,53 @@ def cmd_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_allow_refresh(args: argparse.Namespace) -> int:
+    from nightcast.config import get_settings
+    from nightcast.pipeline.intake import allow_refresh
+    from nightcast.pipeline.stages import get_mapping
+    from nightcast.sources.mapping_rules import MappingError
+    from nightcast.warehouse.base import open_warehouse
+
+    _apply_defaults()
+    settings = get_settings()
+    try:
+        mapping = get_mapping(settings, args.source)
+    except (MappingError, LookupError) as err:
+        print(f"nightcast allow-refresh: {err}", file=sys.stderr)
+        return 2
+    table = mapping.tables.get(args.table)
+    if table is None or table.mode != "full":
+        known = sorted(t for t, m in mapping.tables.items() if m.mode == "full")
+        print(
+            f"nightcast allow-refresh: source {args.source!r} has no full-refresh table "
+            f"{args.table!r} (full-refresh tables: {', '.join(known) or 'none'})",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        with open_warehouse(settings.warehouse_url) as wh:
+            event = allow_refresh(wh, args.source, args.table, args.run_date, args.reason)
+    except ValueError as err:
+        print(f"nightcast allow-refresh: {err}", file=sys.stderr)
+        return 2
+    print(
+        f"allowed: the full refresh of raw.{args.table} from {args.source} for run "
+        f"{args.run_date} may empty or shrink the table (audit.overrides event {event}); "
+        "rerun the night from its extract"
+    )
+    return 0
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from nightcast.audit import find_publications, format_publications
     from nightcast.config import get_settings
     from nightcast.warehouse.base import open_warehouse
 
     _apply_defaults()
+    if args.action == "verify":
+        return _audit_verify()
+    if args.action == "setup":
+        return _audit_setup(args.writer, args.owner)
     with open_warehouse(get_settings().warehouse_url) as wh:
         rows = find_publications(
             wh,
@@ -203,6 +251,51 @@ def cmd_audit(args: argparse.Namespace) -> int:
         )
     print(format_publications(rows))
     return 0 if rows else 1
+
+
+def _audit_verify() -> int:
+    """Exit 0: every audit table's hash chain is intact; 1: one is broken (its first bad row
+    is named). Role warnings (PostgreSQL) are printed but do not change the exit status."""
+    from nightcast.audit.verify import role_warnings, verify_chains
+    from nightcast.config import get_settings
+    from nightcast.warehouse.base import open_warehouse
+
+    with open_warehouse(get_settings().warehouse_url, ensure=False) as wh:
+        try:
+            checks = verify_chains(wh)
+        except LookupError as err:
+            raise SystemExit(f"nightcast audit verify: {err}") from None
+        warnings = role_warnings(wh)
+    for check in checks:
+        print(check.describe())
+    for warning in warnings:
+        print(f"warning: {warning}")
+    return 0 if all(c.ok for c in checks) else 1
+
+
+def _audit_setup(writer: str, owner: str) -> int:
+    from nightcast.audit.roles import AuditSetupError, setup_audit_owner
+    from nightcast.config import get_settings
+    from nightcast.warehouse.base import is_postgres_url, open_warehouse
+    from nightcast.warehouse.postgres import server_message, sqlstate
+
+    url = get_settings().warehouse_url
+    if not is_postgres_url(url):
+        raise SystemExit(
+            "nightcast audit setup: audit roles are PostgreSQL-only; on DuckDB the hash chain "
+            "(nightcast audit verify) is the guarantee"
+        )
+    with open_warehouse(url, ensure=False) as wh:
+        try:
+            done = setup_audit_owner(wh, writer, owner)
+        except AuditSetupError as err:
+            raise SystemExit(f"nightcast audit setup: {err}") from None
+        except Exception as err:
+            if sqlstate(err) is None:
+                raise
+            raise SystemExit(f"nightcast audit setup: {server_message(err)}") from None
+    print("\n".join(done))
+    return 0
 
 
 def cmd_deadline_check(args: argparse.Namespace) -> int:
@@ -322,6 +415,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="NIGHTCAST_BI_PASSWORD",
         help="variable holding its password ('' for nologin)",
     )
+    b.add_argument(
+        "--dbt-role",
+        metavar="ROLE",
+        help="the role dbt builds the marts with (default: the owner of schema marts; "
+        "without one, you, or the database owner when you are a superuser)",
+    )
     b.set_defaults(func=cmd_bi_role)
 
     s = sub.add_parser("summary", help="print the summary of a run (default: the latest)")
@@ -353,6 +452,16 @@ def build_parser() -> argparse.ArgumentParser:
         mx.add_argument("--as-of", type=_date, help="the day of the action (default: today)")
     m.set_defaults(func=cmd_model)
 
+    ar = sub.add_parser(
+        "allow-refresh",
+        help="let one night's thin full export (empty or shrunk) replace a table (recorded)",
+    )
+    ar.add_argument("source", help="the source (its mapping's 'source')")
+    ar.add_argument("table", help="the full-refresh table")
+    ar.add_argument("--run-date", type=_date, required=True, help="the night allowed (YYYY-MM-DD)")
+    ar.add_argument("--reason", required=True, help="why the export is right (audit.overrides)")
+    ar.set_defaults(func=cmd_allow_refresh)
+
     au = sub.add_parser("audit", help="query the append-only audit trail of published forecasts")
     ausub = au.add_subparsers(dest="action", required=True)
     aus = ausub.add_parser(
@@ -363,6 +472,19 @@ def build_parser() -> argparse.ArgumentParser:
     aus.add_argument("--item", metavar="ID", help="canonical item id (source:native id)")
     aus.add_argument("--location", metavar="ID", help="canonical location id")
     aus.add_argument("--date", type=_date, help="the forecast date")
+    ausub.add_parser(
+        "verify",
+        help="check every audit row against the hash chain; exit 1 naming the first bad row",
+    )
+    aup = ausub.add_parser(
+        "setup",
+        help="PostgreSQL, as a superuser: hand the audit schema to a role nobody logs in as; "
+        "the pipeline's role keeps INSERT and SELECT (rerunnable)",
+    )
+    aup.add_argument("--writer", required=True, metavar="ROLE", help="the pipeline's role")
+    aup.add_argument(
+        "--owner", default="nightcast_audit", metavar="ROLE", help="the owner (created nologin)"
+    )
     au.set_defaults(func=cmd_audit)
 
     dl = sub.add_parser(
@@ -412,7 +534,27 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except Exception as err:
+        return report_error(args.command, err)
+
+
+def report_error(command: str, err: Exception) -> int:
+    """One line on stderr for a bad setting or an unreachable warehouse (exit 2 and 1);
+    the traceback for anything else (exit 1). Credentials redacted either way."""
+    import traceback
+
+    from nightcast.config import SettingError
+    from nightcast.redaction import redact
+    from nightcast.warehouse.base import WarehouseUnavailableError
+
+    if isinstance(err, SettingError | WarehouseUnavailableError):
+        line = next((x for x in redact(err).splitlines() if x.strip()), type(err).__name__)
+        print(f"nightcast {command}: error: {line}", file=sys.stderr)
+        return 2 if isinstance(err, SettingError) else 1
+    sys.stderr.write(redact("".join(traceback.format_exception(err))))
+    return 1
 
 
 if __name__ == "__main__":

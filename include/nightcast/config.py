@@ -8,15 +8,43 @@ falls back to an empty secret: a missing required variable raises
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, unquote
+
+from nightcast.errors import DeterministicError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-class MissingSettingError(RuntimeError):
+class SettingError(ValueError, DeterministicError):
+    """An environment variable is unusable; the message names it, never its secret part.
+
+    Deterministic: every retry reads the same environment, so the task fails at once.
+    """
+
+
+class MissingSettingError(SettingError):
     """A required environment variable is not set."""
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name) or str(default)
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingError(f"{name} must be a whole number, not {raw!r}") from None
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name) or str(default)
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingError(f"{name} must be a number, not {raw!r}") from None
 
 
 def _path(name: str, default: Path) -> Path:
@@ -82,30 +110,118 @@ def get_settings() -> Settings:
         expectations_dir=_path("NIGHTCAST_EXPECTATIONS_DIR", PROJECT_ROOT / "expectations"),
         models_dir=_path("NIGHTCAST_MODELS_DIR", data_dir / "models"),
         timezone=os.environ.get("NIGHTCAST_TIMEZONE", "UTC"),
-        horizon_days=int(os.environ.get("NIGHTCAST_HORIZON_DAYS", "28")),
-        lookback_days=int(os.environ.get("NIGHTCAST_LOOKBACK_DAYS", "3")),
+        horizon_days=_int("NIGHTCAST_HORIZON_DAYS", 28),
+        lookback_days=_int("NIGHTCAST_LOOKBACK_DAYS", 3),
         # One setting switches the target: a DuckDB file (default) or PostgreSQL.
         warehouse_url=os.environ.get("NIGHTCAST_WAREHOUSE_URL") or f"duckdb:///{warehouse_path}",
-        forecast_batch_series=int(os.environ.get("NIGHTCAST_FORECAST_BATCH_SERIES") or "5000"),
-        explain_top_k=int(os.environ.get("NIGHTCAST_EXPLAIN_TOP_K") or "5"),
-        explain_max_series=int(os.environ.get("NIGHTCAST_EXPLAIN_MAX_SERIES") or "5000"),
+        forecast_batch_series=_int("NIGHTCAST_FORECAST_BATCH_SERIES", 5000),
+        explain_top_k=_int("NIGHTCAST_EXPLAIN_TOP_K", 5),
+        explain_max_series=_int("NIGHTCAST_EXPLAIN_MAX_SERIES", 5000),
         statsd_host=os.environ.get("NIGHTCAST_STATSD_HOST") or None,
-        statsd_port=int(os.environ.get("NIGHTCAST_STATSD_PORT") or "8125"),
+        statsd_port=_int("NIGHTCAST_STATSD_PORT", 8125),
         statsd_prefix=os.environ.get("NIGHTCAST_STATSD_PREFIX") or "nightcast",
-        accuracy_lookback_days=int(os.environ.get("NIGHTCAST_ACCURACY_LOOKBACK_DAYS") or "56"),
-        drift_psi_max=float(os.environ.get("NIGHTCAST_DRIFT_PSI_MAX") or "0.25"),
-        accuracy_wape_max=float(os.environ.get("NIGHTCAST_ACCURACY_WAPE_MAX") or "0.8"),
-        accuracy_degradation_max=float(
-            os.environ.get("NIGHTCAST_ACCURACY_DEGRADATION_MAX") or "0.25"
-        ),
+        accuracy_lookback_days=_int("NIGHTCAST_ACCURACY_LOOKBACK_DAYS", 56),
+        drift_psi_max=_float("NIGHTCAST_DRIFT_PSI_MAX", 0.25),
+        accuracy_wape_max=_float("NIGHTCAST_ACCURACY_WAPE_MAX", 0.8),
+        accuracy_degradation_max=_float("NIGHTCAST_ACCURACY_DEGRADATION_MAX", 0.25),
         dask_address=os.environ.get("NIGHTCAST_DASK_ADDRESS") or None,
-        dask_timeout_s=float(os.environ.get("NIGHTCAST_DASK_TIMEOUT_S") or "3600"),
+        dask_timeout_s=_float("NIGHTCAST_DASK_TIMEOUT_S", 3600.0),
         simulated_sources=tuple(
             name.strip()
             for name in os.environ.get("NIGHTCAST_SIMULATED_SOURCES", "").split(",")
             if name.strip()
         ),
     )
+
+
+WAREHOUSE_URL_VAR = "NIGHTCAST_WAREHOUSE_URL"
+# Schemes whose "URL" is a local path: an '@' or '%' in it is part of a file name.
+_FILE_SCHEMES = ("duckdb", "sqlite", "fs", "file")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_QUOTE_HINT = (
+    "percent-encode the password (python3 -c 'import sys, urllib.parse; "
+    'print(urllib.parse.quote(sys.argv[1], safe=""))\' PASSWORD)'
+)
+
+
+def check_url(var: str, url: str) -> str:
+    """``url`` unchanged when a driver reads it as written, else :class:`SettingError`.
+
+    Catches what drivers misread and then echo back in their errors (libpq prints an
+    invalid percent-escape verbatim, password and all): a ``%`` that is not ``%XX``, or an
+    ``@``, ``/``, ``?`` or ``#`` left raw in the user or password. The message names
+    ``var`` and the host, never the user or password.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or not _SCHEME.fullmatch(scheme):
+        raise SettingError(
+            f"{var} is not a URL: expected scheme://user@host:port/database, with any "
+            "password after the user (user:PASSWORD@), percent-encoded"
+        )
+    if scheme.split("+", 1)[0].lower() in _FILE_SCHEMES:
+        return url
+    userinfo, at, host = rest.rpartition("@")
+    where = f"{var} ({scheme}://…@{host})" if at else f"{var} ({scheme}://{rest})"
+    raw = [c for c in "@/?#" if c in userinfo]
+    if raw:
+        raise SettingError(
+            f"{where}: the user or password holds a raw {raw[0]!r}, so drivers split the "
+            f"URL in the wrong place; {_QUOTE_HINT}"
+        )
+    if _BAD_ESCAPE.search(userinfo):
+        raise SettingError(
+            f"{where}: the user or password holds a '%' that is not a percent-escape (%XX); "
+            f"{_QUOTE_HINT}"
+        )
+    if _BAD_ESCAPE.search(host):
+        raise SettingError(f"{where}: a '%' that is not a percent-escape (%XX); write '%' as %25")
+    return url
+
+
+def url_passwords(url: str) -> list[str]:
+    """The password of ``url`` as a parser reads it and as a person meant it (raw ``@``/``/``)."""
+    _, sep, rest = url.partition("://")
+    if not sep:
+        return []
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    found = []
+    for userinfo in (authority.rpartition("@")[0], rest.rpartition("@")[0]):
+        password = userinfo.partition(":")[2]
+        if password:
+            found += [password, unquote(password)]
+    return found
+
+
+_SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|WEBHOOK|_KEY$", re.IGNORECASE)
+_NOT_SECRET_NAME = re.compile(r"_(FILE|PATH|CMD)$", re.IGNORECASE)
+# A shorter secret is redacted inside URLs only: masking "abc" in every message is noise.
+MIN_SECRET_LENGTH = 4
+
+
+def configured_secrets() -> set[str]:
+    """Every credential this deployment's environment holds, in each spelling a message
+    may carry it (raw, percent-encoded, percent-decoded): URL passwords of any variable
+    (``NIGHTCAST_WAREHOUSE_URL``, ``AIRFLOW_CONN_*``, Airflow's own), JSON connections'
+    passwords, and whole values of ``*PASSWORD*``, ``*SECRET*``, ``*TOKEN*``, ``*WEBHOOK*``
+    and ``*_KEY`` variables."""
+    found: set[str] = set()
+    for name, value in os.environ.items():
+        if not value:
+            continue
+        if _SECRET_NAME.search(name) and not _NOT_SECRET_NAME.search(name):
+            found.add(value)
+        if "://" in value:
+            found.update(url_passwords(value))
+        if name.startswith("AIRFLOW_CONN_") and value.lstrip().startswith("{"):
+            try:
+                password = json.loads(value).get("password")
+            except (ValueError, AttributeError):
+                password = None
+            if password:
+                found.add(str(password))
+    spellings = found | {quote(s, safe="") for s in found} | {unquote(s) for s in found}
+    return {s for s in spellings if len(s) >= MIN_SECRET_LENGTH}
 
 
 def connection_url(conn_id: str) -> str:
@@ -122,7 +238,7 @@ def connection_url(conn_id: str) -> str:
             f"connection {conn_id!r} is not configured: set {var} "
             f"(e.g. {var}=sqlite:////abs/path/erp.sqlite); run `make env` for the embedded defaults"
         )
-    return airflow_uri_to_sqlalchemy(raw)
+    return airflow_uri_to_sqlalchemy(check_url(var, raw))
 
 
 def connection_path(conn_id: str) -> Path:
@@ -131,8 +247,7 @@ def connection_path(conn_id: str) -> Path:
     Accepts the JSON form ``{"conn_type": "fs", "extra": {"path": "/drop"}}`` and
     the URI forms ``fs:///drop`` and ``fs://?path=%2Fdrop``.
     """
-    import json
-    from urllib.parse import parse_qs, unquote, urlsplit
+    from urllib.parse import parse_qs, urlsplit
 
     var = f"AIRFLOW_CONN_{conn_id.upper()}"
     raw = os.environ.get(var)
@@ -142,13 +257,16 @@ def connection_path(conn_id: str) -> Path:
             f'e.g. {var}=\'{{"conn_type": "fs", "extra": {{"path": "/data/drop"}}}}\''
         )
     if raw.lstrip().startswith("{"):
-        path = (json.loads(raw).get("extra") or {}).get("path")
+        try:
+            path = (json.loads(raw).get("extra") or {}).get("path")
+        except (ValueError, AttributeError) as err:
+            raise SettingError(f"{var} is not a JSON connection object: {err}") from None
     else:
         parts = urlsplit(raw)
         path = parse_qs(parts.query).get("path", [None])[0] or unquote(parts.path) or None
     if not path:
         raise MissingSettingError(
-            f"{var} names no folder (expected extra.path or fs:///abs/path): {raw[:60]!r}"
+            f"{var} names no folder: expected extra.path in its JSON, or fs:///abs/path"
         )
     return Path(path).expanduser()
 
@@ -157,7 +275,7 @@ def airflow_uri_to_sqlalchemy(uri: str) -> str:
     """Translate an Airflow connection URI into a SQLAlchemy URL."""
     scheme, sep, rest = uri.partition("://")
     if not sep:
-        raise ValueError(f"not a connection URI (expected scheme://...): {uri[:40]!r}")
+        raise SettingError("not a connection URI: expected scheme://user@host:port/database")
     mapping = {
         "sqlite": "sqlite",
         "postgres": "postgresql+psycopg",

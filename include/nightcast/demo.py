@@ -16,6 +16,7 @@ from pathlib import Path
 
 from nightcast.config import Settings, connection_url, get_settings
 from nightcast.orchestration import NIGHTLY_DAG_ID
+from nightcast.reporting.summary import render_summary
 from nightcast.sources.mapping import source_pools
 
 log = logging.getLogger("nightcast.demo")
@@ -126,59 +127,6 @@ def run_demo(size: str, nights: int, first_night: date, fresh: bool = True) -> i
     print()
     print(render_summary(settings, None, timings))
     return 0
-
-
-def render_summary(
-    settings: Settings, run_date: date | None, timings: dict[str, float] | None = None
-) -> str:
-    """A short, human summary of the runs in the warehouse."""
-    from nightcast.warehouse.base import open_warehouse
-
-    with open_warehouse(settings.warehouse_url, ensure=False) as wh:
-        runs = wh.fetchall(
-            "select run_date, status, model_version, series_count, rows_forecast, published_at, message "
-            "from forecast.runs order by run_date"
-        )
-        if run_date is not None:
-            runs = [r for r in runs if r[0] == run_date]
-        lines = [f"Nightcast — {len(runs)} night(s) in {settings.warehouse_path}"]
-        for r in runs:
-            day = r[0]
-            ext = wh.fetchone(
-                "select coalesce(sum(rows_in), 0), coalesce(sum(rows_out), 0), coalesce(sum(rows_quarantined), 0) "
-                "from ops.task_runs where run_date = ? and task = 'load'",
-                [day],
-            ) or (0, 0, 0)
-            dq = wh.fetchone(
-                "select count(*), count(*) filter (where not success), "
-                "count(*) filter (where not success and severity = 'critical') from ops.dq_results where run_date = ?",
-                [day],
-            ) or (0, 0, 0)
-            stages = wh.fetchall(
-                "select task, sum(seconds) from ops.task_runs where run_date = ? group by task order by min(finished_at)",
-                [day],
-            )
-            lines.append(
-                f"  {day}: {r[1]:<9} extracted {ext[0]:,} rows, loaded {ext[1]:,}, quarantined {ext[2]:,}; "
-                f"DQ {dq[0] - dq[1]}/{dq[0]} checks passed ({dq[2]} critical failures); "
-                f"{r[3] or 0:,} series, {r[4] or 0:,} forecast rows, model {r[2] or '-'}"
-                + (f"\n      message: {r[6]}" if r[6] else "")
-            )
-            if stages:
-                lines.append(
-                    "      stages: "
-                    + ", ".join(f"{t} {s:.1f}s" for t, s in stages if s is not None)
-                )
-    if timings:
-        lines.append("Wall time: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
-    lines.append(
-        f"Forecasts: open {settings.warehouse_path} with any DuckDB client and "
-        "`select * from marts.forecast_latest` (p10/p50/p90 per item, location and day)."
-    )
-    report = settings.data_dir / "reports" / "latest.html"
-    if report.exists():
-        lines.append(f"Report: open {report} in a browser (the latest night's HTML report).")
-    return "\n".join(lines)
 
 
 def scheduled_night(now: datetime) -> date:

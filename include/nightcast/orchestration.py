@@ -32,6 +32,25 @@ FAIL_FAST = ExceptionRetryPolicy(
     ]
 )
 
+
+def mask_secrets(context: Any) -> None:
+    """Hand the deployment's credentials to Airflow's secrets masker before a task runs.
+
+    Airflow masks the connections it loads itself; Nightcast reads ``AIRFLOW_CONN_*`` and
+    ``NIGHTCAST_WAREHOUSE_URL`` from the environment, so their passwords are registered
+    here and the task log (a driver's traceback included) shows ``***`` instead.
+    """
+    try:
+        from airflow.sdk.log import mask_secret
+
+        from nightcast.config import configured_secrets
+
+        for secret in configured_secrets():
+            mask_secret(secret)
+    except Exception:  # masking is a safety net; never the reason a task fails
+        log.exception("could not register the deployment's secrets with Airflow's masker")
+
+
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "data-platform",
     "retries": 2,
@@ -40,6 +59,7 @@ DEFAULT_ARGS: dict[str, Any] = {
     "max_retry_delay": timedelta(minutes=20),
     "execution_timeout": timedelta(hours=1),
     "retry_policy": FAIL_FAST,
+    "on_execute_callback": mask_secrets,
 }
 
 

@@ -18,7 +18,7 @@ import yaml
 
 from nightcast.cleaning.clean import CleanResult, SchemaDriftError, clean_table
 from nightcast.sources.csv_folder import land_csv_table
-from nightcast.sources.extract import Window
+from nightcast.sources.extract import IntakeError, Window
 from nightcast.sources.mapping import MappingError, load_mapping
 from nightcast.warehouse.schema import CANONICAL_TABLES
 
@@ -29,6 +29,7 @@ ERRORS: dict[str, type[Exception]] = {
     "ValueError": ValueError,
     "SchemaDriftError": SchemaDriftError,
     "MappingError": MappingError,
+    "IntakeError": IntakeError,
 }
 ITEM_COLUMNS = [
     line.split()[0]

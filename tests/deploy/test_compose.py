@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 import yaml
@@ -746,6 +746,7 @@ def pg_init(
         "NIGHTCAST_WAREHOUSE_USER": f"{tag}_wh_u",
         "NIGHTCAST_BI_USER": f"{tag}_bi",
         "NIGHTCAST_BI_PASSWORD": 'it\'s "quoted"',  # passed as a psql literal, not spliced
+        "NIGHTCAST_AUDIT_OWNER": f"{tag}_audit",
     }
     env = {
         **os.environ,
@@ -767,7 +768,12 @@ def pg_init(
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             for db in (names["AIRFLOW_DB_NAME"], names["NIGHTCAST_WAREHOUSE_DB"]):
                 conn.execute(f'drop database if exists "{db}" with (force)')
-            for role in ("AIRFLOW_DB_USER", "NIGHTCAST_WAREHOUSE_USER", "NIGHTCAST_BI_USER"):
+            for role in (
+                "AIRFLOW_DB_USER",
+                "NIGHTCAST_WAREHOUSE_USER",
+                "NIGHTCAST_BI_USER",
+                "NIGHTCAST_AUDIT_OWNER",
+            ):
                 conn.execute(f'drop role if exists "{names[role]}"')
 
 
@@ -818,6 +824,81 @@ def test_postgres_init_script_creates_the_databases_and_roles(pg_init: dict[str,
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(sql)
         conn.execute("reset role")
+
+
+def test_postgres_init_script_sets_up_the_audit_trail_and_bi_like_the_commands(
+    pg_init: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What the init script builds equals what `nightcast audit setup` and `nightcast bi-role`
+    build: the pipeline appends to the audit trail and nothing more, BI reads marts only."""
+    import psycopg
+
+    from nightcast import audit
+    from nightcast.audit.roles import separation_problems
+    from nightcast.cli import main
+    from nightcast.warehouse.audit_chain import CHAINED_TABLES
+    from nightcast.warehouse.base import open_warehouse
+    from nightcast.warehouse.bi_role import bi_role_problems
+    from nightcast.warehouse.schema import AUDIT_TABLES
+
+    n = pg_init
+    db, writer, owner = (
+        n["NIGHTCAST_WAREHOUSE_DB"],
+        n["NIGHTCAST_WAREHOUSE_USER"],
+        n["NIGHTCAST_AUDIT_OWNER"],
+    )
+    admin = urlsplit(_pg_url(db))
+    writer_url = admin._replace(
+        netloc=f"{writer}:{quote(n['NIGHTCAST_WAREHOUSE_PASSWORD'], safe='')}@{admin.hostname}"
+        f":{admin.port or 5432}"
+    ).geturl()
+    with open_warehouse(writer_url) as wh:  # the pipeline's first night
+        audit.record_publication(wh, date(2025, 11, 1), "published")
+        audit.record_override(wh, "promote", model_version="m1", reason="first")
+        assert separation_problems(wh, writer, owner) == []
+        assert bi_role_problems(wh, n["NIGHTCAST_BI_USER"], writer) == []
+        init_columns = {
+            t: wh.fetchall(
+                "select column_name, data_type, is_nullable from information_schema.columns "
+                "where table_schema = 'audit' and table_name = ? order by ordinal_position",
+                [t.split(".")[1]],
+            )
+            for t in CHAINED_TABLES
+        }
+    monkeypatch.setenv("NIGHTCAST_WAREHOUSE_URL", writer_url)
+    capsys.readouterr()
+    assert main(["audit", "verify"]) == 0
+    out = capsys.readouterr().out
+    assert "audit.publications: 1 rows, chain intact" in out and "warning" not in out, out
+    with psycopg.connect(writer_url, autocommit=True) as conn:
+        for sql in (
+            "alter table audit.publications disable trigger user",
+            "drop table audit.overrides",
+            "update audit.publications set reason = 'x'",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(sql)
+    # The tables match the ones the pipeline creates from schema.py where it owns them.
+    with open_warehouse(_pg_url(db)) as wh:
+        wh.execute("create schema reference")
+        for name, ddl in AUDIT_TABLES.items():
+            wh.execute(f"create table reference.{name} ({ddl})")
+        reference = {
+            t: wh.fetchall(
+                "select column_name, data_type, is_nullable from information_schema.columns "
+                "where table_schema = 'reference' and table_name = ? order by ordinal_position",
+                [t.split(".")[1]],
+            )
+            for t in CHAINED_TABLES
+        }
+        wh.execute("drop schema reference cascade")
+    assert init_columns == reference
+    # `nightcast bi-role` rerun by the superuser (say, to rotate the password) keeps it so.
+    monkeypatch.setenv("NIGHTCAST_WAREHOUSE_URL", _pg_url(db))
+    monkeypatch.setenv("NIGHTCAST_BI_PASSWORD", "rotated")
+    assert main(["bi-role", "--role", n["NIGHTCAST_BI_USER"]]) == 0
+    with open_warehouse(writer_url) as wh:
+        assert bi_role_problems(wh, n["NIGHTCAST_BI_USER"], writer) == []
 
 
 def _mariadb_erp_url() -> Iterator[tuple[str, str]]:

@@ -235,8 +235,18 @@ def test_a_night_publishes_on_celery_workers_and_bi_reads_it(
     ).split("|")
     assert int(rows) > 0 and run_date == NIGHT_1.isoformat() and lo == "1", (rows, run_date, lo)
     assert int(hi) == 28
-    freshness = stack.sql("select is_stale from marts.forecast_freshness", **bi)
-    assert freshness in ("f", "false"), freshness
+    # Freshness reads the clock at query time: the stack replays a past night, so BI is
+    # told that the night due by today's deadline is missing and which run it shows.
+    stale, shown, due, reason = stack.sql(
+        "select is_stale, latest_published_run_date, expected_run_date, stale_reason "
+        "from marts.forecast_freshness",
+        **bi,
+    ).split("|")
+    assert shown == NIGHT_1.isoformat(), (shown, reason)
+    if date.fromisoformat(due) > NIGHT_1:
+        assert stale in ("t", "true") and f"BI shows run {NIGHT_1}" in reason, (stale, reason)
+    else:
+        assert stale in ("f", "false"), (stale, reason)
     with pytest.raises(PermissionError, match="permission denied"):
         stack.sql("select count(*) from raw.order_lines", **bi)
     figures["forecast_rows"] = int(rows)

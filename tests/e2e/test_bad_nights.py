@@ -105,13 +105,24 @@ def assert_bi_still_on(published: date, day: date, message_part: str) -> None:
     assert not query("select 1 from ops.task_runs where run_date = ? and task = 'load'", [day])
 
 
+def assert_only_behind_the_clock(published: date) -> None:
+    """BI shows ``published`` and no run failed; the view says stale only because these
+    nights lie in the past of the real clock (its publish-deadline rule is tested in
+    tests/transform/test_forecast_freshness.py)."""
+    shown, stale, reason = query(
+        "select latest_published_run_date, is_stale, stale_reason from marts.forecast_freshness"
+    )[0]
+    assert (shown, stale) == (published, True)
+    assert reason.startswith("no run for ") and reason.endswith(f"BI shows run {published}"), reason
+
+
 def test_clean_first_night_publishes(nights: Nights) -> None:
     nights.advance_to(NIGHT1)
     assert nights.run(NIGHT1) == "success"
     assert query("select status from forecast.runs where run_date = ?", [NIGHT1]) == [
         ("published",)
     ]
-    assert query("select is_stale from marts.forecast_freshness") == [(False,)]
+    assert_only_behind_the_clock(NIGHT1)
     assert query("select decision from audit.publications where run_date = ?", [NIGHT1]) == [
         ("published",)
     ]
@@ -139,6 +150,17 @@ def test_negative_quantities_stop_the_run_at_the_gate(nights: Nights) -> None:
         [day],
     )
     assert ("order_lines", "expect_column_values_to_be_between", "quantity", "critical") in failed
+    # The page's first line (also BI's stale reason) names table, check, column and values.
+    (message,) = query("select message from forecast.runs where run_date = ?", [day])[0]
+    assert message.startswith(
+        "validate failed: Data-quality gate failed: order_lines: "
+        "expect_column_values_to_be_between on quantity"
+    ), message
+    assert "top offending values -5.0 x" in message and "(source demo)" in message, message
+    (page,) = query(
+        "select message from ops.alerts where run_date = ? and task_id = 'validate'", [day]
+    )[0]
+    assert f"Error: {message.removeprefix('validate failed: ')}" in page
     # The gate's decision is audited, append-only.
     held = query("select decision, reason from audit.publications where run_date = ?", [day])
     assert [d for d, _ in held] == ["held_back"] and "Data-quality gate failed" in held[0][1]
@@ -247,6 +269,55 @@ def test_null_spike_in_a_required_column_trips_the_quarantine_rate(nights: Night
         [day],
     )
     assert any(e == "nightcast_quarantine_rate" and s == "critical" for e, s, _ in failed), failed
+    assert_held_back_night_is_inspectable(nights, day)
+
+
+def assert_held_back_night_is_inspectable(nights: Nights, day: date) -> None:
+    """The rows that stopped the night are queryable, the page names them, the report
+    says nothing was published, and replay does not load a night the gate stopped."""
+    (observed,) = [
+        o
+        for (o,) in query(
+            "select observed_value from ops.dq_results where run_date = ? "
+            "and suite = 'order_lines' and expectation = 'nightcast_quarantine_rate' "
+            "and severity = 'critical'",
+            [day],
+        )
+    ]
+    rejected = query(
+        "select count(distinct row_number), min(column_name), min(reason), count(*) "
+        "from ops.quarantine where run_date = ? and table_name = 'order_lines' and held_back",
+        [day],
+    )[0]
+    assert rejected[:3] == (
+        int(observed.split("(")[1].split(" of ")[0]),
+        "quantity",
+        "missing_required",
+    )
+    (message,) = query("select message from forecast.runs where run_date = ?", [day])[0]
+    assert message.startswith(
+        "validate failed: Data-quality gate failed: order_lines: nightcast_quarantine_rate "
+        "on quantity"
+    ), message
+    assert "top offending values quantity=" in message and "(missing_required) x" in message
+
+    page = (get_settings().data_dir / "reports" / f"date={day}" / "nightly_report.html").read_text()
+    assert "nothing published</b> for this run date; BI shows run " + str(nights.published) in page
+    assert f"{rejected[0]:,} input rows rejected by the cleaner; the night was held back" in page
+    assert "-100.0%" not in page
+
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("nightcast")), "quarantine", "replay",
+         "--run-date", str(day), "--source", "demo"],
+        capture_output=True, text=True, timeout=300, env=os.environ.copy(),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (
+        "held back by the data-quality gate" in done.stdout and "total: 0 replayed" in done.stdout
+    )
+    assert query("select count(*) from ops.quarantine where run_date = ? and held_back", [day]) == [
+        (rejected[3],)
+    ]
 
 
 def test_stale_source_fails_freshness(nights: Nights) -> None:
@@ -271,7 +342,7 @@ def test_next_clean_night_recovers(nights: Nights) -> None:
     assert raw_checksums() != before
     assert query("select status from forecast.runs where run_date = ?", [day]) == [("published",)]
     assert query("select distinct run_date from marts.forecast_latest") == [(day,)]
-    assert query("select is_stale, stale_reason from marts.forecast_freshness") == [(False, None)]
+    assert_only_behind_the_clock(day)  # the failed nights' reasons are gone
     nights.published = day
 
 

@@ -223,6 +223,32 @@ def test_unknown_item_fails_referential_integrity() -> None:
     assert "demo:GHOST" in failure.details and "order_line_id=demo:L3" in failure.details
 
 
+def test_top_offending_values_count_every_failing_row_not_the_first_few() -> None:
+    # 25 lines at -1 come first, then 30 at -5: GX's summary counts only the first 20.
+    quantities = [-1.0] * 25 + [-5.0] * 30 + [3.0]
+    df = pd.concat([order_lines().iloc[[0]]] * len(quantities), ignore_index=True)
+    df["order_line_id"] = [f"demo:L{i}" for i in range(len(df))]
+    df["quantity"] = quantities
+    df["amount"] = df["quantity"] * df["unit_price"]
+    failure = only_failure(run("order_lines", df, known_ids=KNOWN))
+    assert [(o.value, o.rows) for o in failure.offending] == [("-5.0", 30), ("-1.0", 25)]
+    assert failure.headline().endswith(
+        "55 unexpected of 56 (98.21%); top offending values -5.0 x30, -1.0 x25"
+    )
+
+
+def test_unknown_references_are_counted_per_value() -> None:
+    df = pd.concat([order_lines()] * 3, ignore_index=True)
+    df["order_line_id"] = [f"demo:L{i}" for i in range(len(df))]
+    df.loc[[0, 4, 8], "item_id"] = "demo:GHOST"
+    df.loc[[1], "item_id"] = "demo:ELF"
+    failure = only_failure(run("order_lines", df, known_ids=KNOWN))
+    assert failure.headline() == (
+        "order_lines: nightcast_referential_integrity_items on item_id (every item_id exists "
+        "in items): 4 unknown of 12; top offending values demo:GHOST x3, demo:ELF x1"
+    )
+
+
 def test_referential_integrity_ignores_nulls_and_accepts_any_collection() -> None:
     df = promotions()
     result = check_referential_integrity(df, "location_id", ["demo:S1"], "promotions")
@@ -316,10 +342,14 @@ def test_raise_names_the_sources_that_fed_the_failed_tables() -> None:
     report = GateReport(run("order_lines", df))
     with pytest.raises(DataQualityError) as err:
         report.raise_if_critical({"order_lines": ["erp_eu", "demo"], "items": ["pim"]})
-    first, *_ = str(err.value).splitlines()
+    first, second, *_ = str(err.value).splitlines()
+    # What a page shows: table, check, column, rule, the values and the sources, in one line.
     assert first == (
-        "Data-quality gate failed: 1 critical check(s) failed in order_lines (source demo, erp_eu)."
+        "Data-quality gate failed: order_lines: expect_column_values_to_be_between on quantity "
+        "(quantity >= 0 unless status is 'returned'): 1 unexpected of 3 (33.33%); "
+        "top offending values -4.0 x1 (source demo, erp_eu)."
     )
+    assert second == "1 critical check(s) failed in order_lines (source demo, erp_eu):"
     assert err.value.sources == ("demo", "erp_eu")
     assert "clear extract_demo, extract_erp_eu with downstream" in str(err.value)
 

@@ -105,7 +105,9 @@ def build_ops(wh: Warehouse, feature_drift: bool) -> None:
         )
     for row, reason in ((1, "unparseable date"), (2, "unparseable date"), (3, "negative price")):
         wh.execute(
-            "insert into ops.quarantine values (?, 'shop', 'order_lines', ?, null, 'c', ?, 'x', '{}')",
+            "insert into ops.quarantine (run_date, source, table_name, row_number, natural_key, "
+            "column_name, reason, raw_value, raw_row) "
+            "values (?, 'shop', 'order_lines', ?, null, 'c', ?, 'x', '{}')",
             [D, row, reason],
         )
     wh.execute(

@@ -13,7 +13,8 @@ import pytest
 from _services import fresh_postgres_database
 
 from nightcast.warehouse.base import open_warehouse
-from nightcast.warehouse.postgres import PostgresWarehouse, grant_bi_role
+from nightcast.warehouse.bi_role import grant_bi_role
+from nightcast.warehouse.postgres import PostgresWarehouse
 
 D1, D2 = date(2025, 5, 1), date(2025, 5, 2)
 

@@ -8,12 +8,21 @@ import json
 import os
 import subprocess
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from nightcast import __version__
 from nightcast.sources.extract import landed_parts
+from nightcast.warehouse.audit_chain import (
+    GENESIS,
+    hashed_columns,
+    lock_key,
+    row_hash,
+    stored_value,
+)
 from nightcast.warehouse.base import Warehouse
 
 AUDIT_TABLE_NAMES = ("audit.publications", "audit.overrides")
@@ -203,11 +212,7 @@ def record_publication(
         actor,
         reason,
     ]
-    wh.execute(
-        f"insert into audit.publications ({', '.join(PUBLICATION_COLUMNS)}) "
-        f"values ({', '.join('?' for _ in PUBLICATION_COLUMNS)})",
-        values,
-    )
+    append_chained(wh, "audit.publications", dict(zip(PUBLICATION_COLUMNS, values, strict=True)))
     return event_id
 
 
@@ -228,20 +233,67 @@ def record_override(
 ) -> str:
     """Append one ``audit.overrides`` row (a human override: who, what, why)."""
     event_id = uuid.uuid4().hex
-    wh.execute(
-        "insert into audit.overrides (event_id, recorded_at, actor, action, model_version, "
-        "run_date, reason) values (?, ?, ?, ?, ?, ?, ?)",
-        [
-            event_id,
-            now or datetime.now(),
-            actor or default_actor(),
-            action,
-            model_version,
-            run_date,
-            reason,
-        ],
+    append_chained(
+        wh,
+        "audit.overrides",
+        {
+            "event_id": event_id,
+            "recorded_at": now or datetime.now(),
+            "actor": actor or default_actor(),
+            "action": action,
+            "model_version": model_version,
+            "run_date": run_date,
+            "reason": reason,
+        },
     )
     return event_id
+
+
+@contextmanager
+def _chain_locked(wh: Warehouse, table: str) -> Iterator[None]:
+    """Appends to ``table`` one at a time, so two writers never both extend the same row.
+
+    PostgreSQL: a transaction-scoped advisory lock (the pipeline's role may INSERT and SELECT,
+    not LOCK TABLE), held until the caller's transaction commits. DuckDB: one process writes
+    a warehouse file at a time. Either way ``seq`` is unique: a fork would fail, not land.
+    """
+    if wh.dialect != "postgresql":
+        yield
+        return
+    with wh.transaction():
+        wh.fetchall("select pg_advisory_xact_lock(?)::text", [lock_key(table)])
+        yield
+
+
+def append_chained(wh: Warehouse, table: str, values: dict[str, Any]) -> int:
+    """INSERT one row into audit ``table`` as the next link of its hash chain; returns its seq.
+
+    Call it inside the transaction that makes the decision: the row commits with it, and
+    on PostgreSQL the chain stays locked until then.
+    """
+    with _chain_locked(wh, table):
+        last = wh.fetchone(
+            f"select seq, row_hash from {table} where seq = (select max(seq) from {table})"
+        )
+        seq, prev = (int(last[0]) + 1, str(last[1])) if last else (1, GENESIS)
+        row = {k: stored_value(v) for k, v in values.items()} | {"seq": seq}
+        digest = row_hash(prev, table, row)
+        columns = [*row, "prev_hash", "row_hash"]
+        wh.execute(
+            f"insert into {table} ({', '.join(columns)}) "
+            f"values ({', '.join('?' for _ in columns)})",
+            [*row.values(), prev, digest],
+        )
+        # Read back what was stored: a value the warehouse keeps differently from how it was
+        # hashed would make the row fail verification later; fail now, with the decision.
+        cols = hashed_columns(table)
+        stored = wh.fetchone(f"select {', '.join(cols)} from {table} where seq = ?", [seq])
+        if stored is None or row_hash(prev, table, dict(zip(cols, stored, strict=True))) != digest:
+            raise RuntimeError(
+                f"{table}: the row stored at seq {seq} differs from the row hashed "
+                f"({dict(zip(cols, stored or (), strict=False))} vs {row})"
+            )
+    return seq
 
 
 def find_publications(

@@ -12,6 +12,9 @@ Reason codes (also the ``reason`` column of ``ops.quarantine``):
                            decimal ``.``, ``inf``, unbalanced ``(12.00``, two signs)
 ``ambiguous_number``       a well-formed number of the *other* convention (``1,234.56`` in a
                            decimal-comma source): a mixed or misconfigured export, not guessed
+``number_out_of_range``    a well-formed number a double cannot hold (``1e400``, ``-1e400``,
+                           ``1.8e308``: it would become infinite), or an ``int`` beyond
+                           ±(2**53 - 1), where a double stops holding every whole number
 ``not_an_integer``         an ``int`` column holding a fraction
 ``unparseable_date``       matches none of the column's date formats (nor an Excel serial)
 ``unparseable_timestamp``  the same for a timestamp column
@@ -20,6 +23,9 @@ Reason codes (also the ``reason`` column of ``ops.quarantine``):
 ``invalid_local_time``     a wall-clock time that does not exist or is ambiguous in the
                            source time zone (DST change)
 ``bad_encoding``           the value holds U+FFFD: bytes were undecodable upstream
+``control_character``      the value holds a control character (NUL, ESC, DEL, C1...; tab
+                           and line breaks are text): PostgreSQL cannot store NUL, and
+                           the others are export debris, not data
 ``missing_required``       a required column is empty / a null token (set by the cleaner)
 ``unknown_value``          not in the column's ``values`` code list (set by the cleaner)
 ``duplicate_key_superseded`` an older version of a natural key in the same batch
@@ -34,6 +40,7 @@ import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 
 Parsed = tuple[pd.Series, pd.Series]
@@ -92,10 +99,13 @@ def parse_number(
     # Fast path: most ERP values are plain ("12", "-3.5"); only the rest need the full grammar.
     plain = present & text.str.fullmatch(_PLAIN[decimal]).fillna(False)
     if plain.any():
-        values[plain] = pd.to_numeric(text[plain], errors="coerce").astype("float64")
+        numbers = pd.to_numeric(text[plain], errors="coerce").astype("float64")
+        # "-0" reads as the integer 0: keep the sign a double has for it (float("-0") is -0.0).
+        numbers = numbers.mask((numbers == 0) & text[plain].str.startswith("-"), -0.0)
+        values[plain] = numbers
         present = present & ~plain
         if not present.any():
-            return values, reasons
+            return _finite(values, reasons)
     cur = f"{_CUR}?" if currency else ""
     shape = re.compile(
         rf"^(\()?\s*([+-])?\s*{cur}\s*([+-])?\s*([0-9.,'{_SPACES}]*?[0-9](?:[eE][+-]?[0-9]+)?)"
@@ -134,6 +144,15 @@ def parse_number(
     bad_idx = sub.index[~good.to_numpy()]
     reasons.loc[bad_idx] = "not_a_number"
     reasons.loc[sub.index[ambiguous.to_numpy()]] = "ambiguous_number"
+    return _finite(values, reasons)
+
+
+def _finite(values: pd.Series, reasons: pd.Series) -> Parsed:
+    """Overflowing numbers are not infinity: quarantined as ``number_out_of_range``."""
+    overflow = np.isinf(values.to_numpy(dtype="float64", na_value=np.nan))
+    if overflow.any():
+        reasons = reasons.mask(overflow & reasons.isna().to_numpy(), "number_out_of_range")
+        values = values.mask(overflow)
     return values, reasons
 
 
@@ -236,6 +255,20 @@ def parse_timestamp(
 ) -> Parsed:
     """Timestamps normalised to ``target_timezone`` (the deployment's), stored naive."""
     return parse_datetime(s, formats, excel_serial, source_timezone, target_timezone)
+
+
+# C0 controls but tab, LF and CR; DEL; C1 controls (U+0080-U+009F, cp1252 bytes read as latin-1).
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def flag_control(s: pd.Series) -> pd.Series:
+    """Rows whose text holds a control character (see ``control_character``)."""
+    return s.astype("string").str.contains(CONTROL).fillna(False).astype(bool)
+
+
+def show_controls(value: str) -> str:
+    """``value`` with its control characters spelled out (``\\x00``), storable and readable."""
+    return CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
 
 
 def flag_bad_encoding(s: pd.Series) -> pd.Series:

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 
 from nightcast.config import Settings
 from nightcast.errors import DeterministicError
+from nightcast.redaction import redact
 
 log = logging.getLogger("nightcast.alerts")
 
@@ -77,8 +78,8 @@ class Alert:
 
 
 def first_line(err: object) -> str:
-    """The first non-empty line of an error (what fits in a page)."""
-    for line in str(err or "").splitlines():
+    """The first non-empty line of an error (what fits in a page), credentials redacted."""
+    for line in redact(err or "").splitlines():
         if line.strip():
             return line.strip()[:500]
     return type(err).__name__ if isinstance(err, BaseException) else "unknown error"
@@ -251,6 +252,8 @@ def raise_alert(settings: Settings, alert: Alert) -> Alert:
 
     Never raises: a failed channel is logged and recorded in ``ops.alerts.delivery_errors``.
     """
+    # Whatever the caller put in, no credential goes to a channel, the log or the table.
+    alert = replace(alert, summary=redact(alert.summary), rerun_hint=redact(alert.rerun_hint))
     delivered = ["log"]
     errors: list[str] = []
     text = alert.message()
@@ -264,7 +267,7 @@ def raise_alert(settings: Settings, alert: Alert) -> Alert:
             delivered.append("webhook")
         except Exception as err:
             errors.append(f"webhook: {first_line(err)}")
-            log.warning("alert %s: webhook delivery failed: %s", alert.alert_id, err)
+            log.warning("alert %s: webhook delivery failed: %s", alert.alert_id, first_line(err))
 
     to = [a.strip() for a in (os.environ.get("NIGHTCAST_ALERT_EMAIL_TO") or "").split(",")]
     to = [a for a in to if a]
@@ -274,7 +277,7 @@ def raise_alert(settings: Settings, alert: Alert) -> Alert:
             delivered.append("email")
         except Exception as err:
             errors.append(f"email: {first_line(err)}")
-            log.warning("alert %s: email delivery failed: %s", alert.alert_id, err)
+            log.warning("alert %s: email delivery failed: %s", alert.alert_id, first_line(err))
 
     done = replace(alert, delivered_to=(*delivered, "table"), delivery_errors=tuple(errors))
     try:

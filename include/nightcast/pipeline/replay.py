@@ -49,9 +49,17 @@ class ReplayResult:
     older_than_warehouse: int = 0
     still_quarantined: int = 0
     superseded_kept: int = 0
+    held_back: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
 
     def describe(self) -> str:
+        if self.held_back and not self.candidates:
+            return (
+                f"{self.source}.{self.table} {self.run_date}: held back by the data-quality "
+                f"gate, so nothing of the night was loaded and its {self.held_back} rejected "
+                "row(s) are not replayed (replay re-adds rows of a loaded night); fix the data "
+                f"or the mapping, then rerun the night from extract_{self.source} with downstream"
+            )
         text = (
             f"{self.source}.{self.table} {self.run_date}: {self.replayed} replayed into "
             f"raw.{self.table}, {self.still_quarantined} still quarantined"
@@ -127,11 +135,17 @@ def replay_table(settings: Settings, run_date: date, source: str, table: str) ->
     with warehouse(settings) as wh:
         q = wh.df(
             "select * from ops.quarantine where run_date = ? and source = ? and table_name = ? "
-            "order by row_number",
+            "and not held_back order by row_number",
             [run_date, source, table],
         )
         if q.empty:
-            log.info("replay %s.%s %s: nothing quarantined", source, table, run_date)
+            held = wh.fetchone(
+                "select count(distinct row_number) from ops.quarantine where run_date = ? "
+                "and source = ? and table_name = ? and held_back",
+                [run_date, source, table],
+            )
+            result.held_back = int(held[0]) if held else 0
+            log.info("replay %s", result.describe() if result.held_back else "nothing quarantined")
             return result
         superseded_rows = set(q.loc[q["reason"] == SUPERSEDED, "row_number"].astype(int))
         kept = q[q["row_number"].astype(int).isin(superseded_rows)]
@@ -178,7 +192,8 @@ def replay_table(settings: Settings, run_date: date, source: str, table: str) ->
                 data = pa.Table.from_pandas(to_load, preserve_index=False)
                 wh.upsert_arrow(f"raw.{table}", data, tm.key)
             wh.execute(
-                "delete from ops.quarantine where run_date = ? and source = ? and table_name = ?",
+                "delete from ops.quarantine where run_date = ? and source = ? and table_name = ? "
+                "and not held_back",
                 [run_date, source, table],
             )
             if remaining is not None:

@@ -45,12 +45,15 @@ def report(settings: Settings, run_date: date) -> dict[str, Any]:
     if run_date.isoformat() >= max(dates, default=""):
         write_atomic(latest, page)
     h = data.headline
+    if h.published:
+        what = f"{h.series_forecast} series, P50 next 28 days {h.p50_next_28:.0f}"
+    else:
+        what = f"{h.run_status}: nothing published; BI shows run {h.bi_run or 'none'}"
     log.info(
-        "nightly report %s: %s (%d series, P50 next 28 days %.0f, %s); latest: %s",
+        "nightly report %s: %s (%s, %s); latest: %s",
         run_date,
         path,
-        h.series_forecast,
-        h.p50_next_28,
+        what,
         "stale" if h.is_stale else "fresh",
         latest,
     )
@@ -58,6 +61,8 @@ def report(settings: Settings, run_date: date) -> dict[str, Any]:
         "run_date": run_date.isoformat(),
         "path": str(path),
         "latest": str(latest),
+        "published": h.published,
+        "bi_run": h.bi_run.isoformat() if h.bi_run else None,
         "series_forecast": h.series_forecast,
         "p50_next_28": h.p50_next_28,
         "is_stale": h.is_stale,

@@ -17,21 +17,21 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-from nightcast.cleaning.clean import QUARANTINE_COLUMNS, CleanResult, clean_table
+from nightcast.cleaning.clean import QUARANTINE_COLUMNS, CleanSummary, clean_landed
 from nightcast.config import Settings
 from nightcast.monitoring.metrics import record_task_metrics
+from nightcast.pipeline.intake import check_full_refresh, extract_inputs, reconcile
 from nightcast.sources.extract import (
     HeaderDrift,
     Window,
     check_landed_header,
     compare_landed_header,
+    landed_parts,
     landing_path,
     open_source,
     plan_window,
-    read_landed,
 )
 from nightcast.sources.mapping import SourceMapping, load_mappings
 from nightcast.sources.simulated import catch_up_source
@@ -197,8 +197,10 @@ def extract(settings: Settings, source: str, run_date: date) -> dict[str, Any]:
                     "extract",
                     source=source,
                     table=name,
+                    rows_in=res.offered,  # the source's own count: where the books start
                     rows_out=res.rows,
                     seconds=res.seconds,
+                    summary="; ".join(res.inputs),
                 )
             if drift.added:
                 log.warning(
@@ -211,6 +213,8 @@ def extract(settings: Settings, source: str, run_date: date) -> dict[str, Any]:
                     mapping.path.name,
                 )
             check_landed_header(mapping, table, res.path)  # raises on a missing mapped column
+            with warehouse(settings) as wh:  # an empty or thin full export stops here
+                check_full_refresh(wh, mapping, table, run_date, res.rows, res.inputs)
             log.info(
                 "extract %s.%s for %s: %d rows, window %s → %s (%.1fs)",
                 source,
@@ -229,13 +233,6 @@ def clean_path(lake_dir: Path, kind: str, table: str, run_date: date, source: st
     return lake_dir / kind / table / f"date={run_date.isoformat()}" / f"{source}.parquet"
 
 
-def _write_parquet(df: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp, compression="zstd")
-    tmp.replace(path)
-
-
 def clean(settings: Settings, source: str, run_date: date) -> dict[str, Any]:
     """Map tonight's landed tables onto the canonical model; quarantine the rest."""
     mapping = get_mapping(settings, source)
@@ -247,10 +244,15 @@ def clean(settings: Settings, source: str, run_date: date) -> dict[str, Any]:
             raise FileNotFoundError(
                 f"source {source!r} table {name!r}: no landed file {path} for {run_date}; rerun the extract task first"
             )
-        res: CleanResult = clean_table(read_landed(path), table, source, run_date, path)
-        _write_parquet(res.clean, clean_path(settings.lake_dir, "clean", name, run_date, source))
-        _write_parquet(
-            res.quarantine, clean_path(settings.lake_dir, "quarantine", name, run_date, source)
+        # In batches: memory stays bounded whatever the size of the landing.
+        res: CleanSummary = clean_landed(
+            landed_parts(path),
+            table,
+            source,
+            run_date,
+            clean_path(settings.lake_dir, "clean", name, run_date, source),
+            clean_path(settings.lake_dir, "quarantine", name, run_date, source),
+            landed_path=path,
         )
         if res.unexpected_columns:
             # New ones were already reported as drift by extract; this is the standing list.
@@ -262,20 +264,19 @@ def clean(settings: Settings, source: str, run_date: date) -> dict[str, Any]:
                 mapping.path.name,
             )
         if res.rows_quarantined:
-            reasons = res.quarantine.groupby(["column_name", "reason"]).size().to_dict()
             log.warning(
                 "source %r table %r: %d rows quarantined: %s",
                 source,
                 name,
                 res.rows_quarantined,
-                reasons,
+                res.reasons,
             )
         log.info(
             "clean %s.%s: %d in, %d clean, %d quarantined (%.1fs)",
             source,
             name,
             res.rows_in,
-            len(res.clean),
+            res.rows_clean,
             res.rows_quarantined,
             time.monotonic() - started,
         )
@@ -287,13 +288,13 @@ def clean(settings: Settings, source: str, run_date: date) -> dict[str, Any]:
                 source=source,
                 table=name,
                 rows_in=res.rows_in,
-                rows_out=len(res.clean),
+                rows_out=res.rows_clean,
                 rows_quarantined=res.rows_quarantined,
                 seconds=time.monotonic() - started,
             )
         summary[name] = {
             "rows_in": res.rows_in,
-            "clean": len(res.clean),
+            "clean": res.rows_clean,
             "quarantined": res.rows_quarantined,
             "unexpected_columns": res.unexpected_columns,
             "seconds": round(time.monotonic() - started, 3),
@@ -330,6 +331,10 @@ def load(
                 data = pq.read_table(path)
                 table = mapping.tables[name]
                 if table.mode == "full":
+                    inputs = extract_inputs(wh, run_date, source, name)
+                    check_full_refresh(
+                        wh, mapping, table, run_date, data.num_rows, inputs, counts["quarantined"]
+                    )
                     wh.execute(f"delete from raw.{name} where source = ?", [source])
                     n = wh.insert_arrow(f"raw.{name}", data)
                 else:
@@ -351,18 +356,22 @@ def load(
                 )
                 if q.num_rows:
                     wh.insert_arrow("ops.quarantine", q.select(QUARANTINE_COLUMNS))
-                if counts["rows_in"] != n + counts["quarantined"]:
-                    raise AssertionError(
-                        f"{source}.{name} for {run_date}: {counts['rows_in']} extracted != "
-                        f"{n} loaded + {counts['quarantined']} quarantined"
-                    )
+                offered = reconcile(
+                    wh,
+                    run_date,
+                    source,
+                    name,
+                    landed=counts["rows_in"],
+                    loaded=n,
+                    quarantined=counts["quarantined"],
+                )
                 record_task(
                     wh,
                     run_date,
                     "load",
                     source=source,
                     table=name,
-                    rows_in=counts["rows_in"],
+                    rows_in=offered,
                     rows_out=n,
                     rows_quarantined=counts["quarantined"],
                     seconds=time.monotonic() - table_started,

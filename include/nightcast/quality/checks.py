@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from nightcast.quality.results import CRITICAL, CheckResult
+from nightcast.quality.results import CRITICAL, CheckResult, Offending
 
 MAX_EXAMPLES = 3
 
@@ -94,6 +94,7 @@ def check_referential_integrity(
     positions = [int(p) for p in bad.to_numpy().nonzero()[0]]
     distinct = values[bad].unique()
     sample_ids = ", ".join(format_value(v) for v in distinct[:MAX_EXAMPLES])
+    top = values[bad].value_counts(sort=True).head(MAX_EXAMPLES)
     return CheckResult(
         run_date,
         table,
@@ -104,6 +105,8 @@ def check_referential_integrity(
         f"{n_bad} unknown of {n_checked}",
         f"{n_bad} {table} rows reference {column} not in {ref} ({len(distinct)} distinct: "
         f"{sample_ids}), e.g. {format_examples(df, positions, [column], key)}",
+        f"every {column} exists in {ref}",
+        tuple(Offending(column, format_value(v), int(n)) for v, n in top.items()),
     )
 
 
@@ -146,7 +149,8 @@ def check_freshness(
         f"{age_days} days before run date {run_date} (max {max_age_days}); "
         f"the extract may have read an old snapshot or a wrong window"
     )
-    return CheckResult(run_date, suite, name, column, severity, ok, observed, details)
+    rule = f"newest {column} at most {max_age_days} days before the run date"
+    return CheckResult(run_date, suite, name, column, severity, ok, observed, details, rule)
 
 
 def check_quarantine_rate(
@@ -169,6 +173,7 @@ def check_quarantine_rate(
         else f"{rows_quarantined} of {rows_in} {suite} rows quarantined ({rate:.2%}, "
         f"threshold {threshold:.2%}); see ops.quarantine for the reasons"
     )
+    rule = f"quarantine rate under {threshold:.2%}"
     return CheckResult(
-        run_date, suite, "nightcast_quarantine_rate", None, severity, ok, observed, details
+        run_date, suite, "nightcast_quarantine_rate", None, severity, ok, observed, details, rule
     )

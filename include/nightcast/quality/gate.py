@@ -7,10 +7,12 @@ run alongside, so one call gives the table's complete result list.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Collection, Mapping
 from datetime import date
 from pathlib import Path
@@ -30,13 +32,14 @@ from great_expectations.expectations.expectation import Expectation
 from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
 from nightcast.quality.checks import (
+    MAX_EXAMPLES,
     check_freshness,
     check_quarantine_rate,
     check_referential_integrity,
     format_examples,
     format_value,
 )
-from nightcast.quality.results import SEVERITIES, CheckResult
+from nightcast.quality.results import CRITICAL, SEVERITIES, CheckResult, Offending
 
 log = logging.getLogger("nightcast.quality")
 
@@ -212,8 +215,32 @@ def _to_check_result(
         observed = format_value(result.get("observed_value"))
         details = f"{rule}: {'ok' if res.success else 'failed'}"
     return CheckResult(
-        run_date, table, config.type, column, severity, bool(res.success), observed, details
+        run_date, table, config.type, column, severity, bool(res.success), observed, details, rule
     )
+
+
+def _offending(batch: Any, config: Any, column: str | None) -> tuple[Offending, ...]:
+    """The most frequent failing values of one failed expectation, over ALL its failing rows.
+
+    SUMMARY results count only the first few failures, so the expectation runs again with
+    COMPLETE results; only for a failed critical check, which stops the night anyway.
+    """
+    try:
+        again = batch.validate(config.to_domain_obj(), result_format={"result_format": "COMPLETE"})
+        values = again.result.get("unexpected_list") or []
+    except Exception:  # the counts decorate the message; never let them break the gate
+        log.warning("could not count the failing values of %s", config.type, exc_info=True)
+        return ()
+    counts = Counter(_hashable(v) for v in values)
+    return tuple(Offending(column, v, n) for v, n in counts.most_common(MAX_EXAMPLES))
+
+
+def _hashable(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return " ".join(f"{k}={format_value(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return "/".join(format_value(v) for v in value)
+    return format_value(value)
 
 
 def _with_columns(df: pd.DataFrame, suite: gx.ExpectationSuite) -> pd.DataFrame:
@@ -262,6 +289,14 @@ def validate_table(
     if validations is not None:  # kept for the GX Data Docs of the run
         validations.append(validation)
     results = [_to_check_result(r, table, run_date, frame, key) for r in validation.results]
+    for i, (res, result) in enumerate(zip(validation.results, results, strict=True)):
+        if (
+            not result.success
+            and result.severity == CRITICAL
+            and (res.result or {}).get("unexpected_count")
+        ):
+            offending = _offending(batch, res.expectation_config, result.column_name)
+            results[i] = dataclasses.replace(result, offending=offending)
 
     fresh = settings.get("freshness")
     if fresh:

@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -38,9 +39,21 @@ def rerun_hint(sources: Sequence[str]) -> str:
     )
 
 
+class Offending(NamedTuple):
+    """One value that failed a check, and how many of tonight's rows carry it."""
+
+    column: str | None
+    value: str
+    rows: int
+
+
 @dataclass(frozen=True)
 class CheckResult:
-    """One expectation or custom check evaluated on one table for one run date."""
+    """One expectation or custom check evaluated on one table for one run date.
+
+    The first eight fields are ``ops.dq_results``; ``rule`` (the check in words) and
+    ``offending`` (its most frequent failing values, most frequent first) feed the message.
+    """
 
     run_date: date | None
     suite: str
@@ -50,6 +63,28 @@ class CheckResult:
     success: bool
     observed_value: str
     details: str
+    rule: str = ""
+    offending: tuple[Offending, ...] = ()
+
+    def headline(self) -> str:
+        """``items: expect_... on list_price (list_price >= 0): 3 unexpected of 40; top
+        offending values -1.0 x2, -5.0 x1``: table, check, column and values in one line."""
+        columns = self.column_name or ", ".join(
+            dict.fromkeys(o.column for o in self.offending if o.column)
+        )
+        text = f"{self.suite}: {self.expectation}"
+        text += f" on {columns}" if columns else ""
+        text += f" ({self.rule})" if self.rule else ""
+        text += f": {self.observed_value}"
+        if self.offending:
+            values = ", ".join(
+                f"{o.column}={o.value} x{o.rows}"
+                if o.column and o.column != self.column_name
+                else f"{o.value} x{o.rows}"
+                for o in self.offending
+            )
+            text += f"; top offending values {values}"
+        return text
 
     def describe(self) -> str:
         column = self.column_name or "-"
@@ -105,12 +140,15 @@ class GateReport:
         )
 
     def raise_if_critical(
-        self, sources_by_table: Mapping[str, Sequence[str]] | None = None
+        self,
+        sources_by_table: Mapping[str, Sequence[str]] | None = None,
+        rejected_rows: str = "",
     ) -> None:
         """Raise :class:`DataQualityError` on a critical failure.
 
         ``sources_by_table`` (canonical table to the sources that fed it tonight) lets the
-        error name the sources to re-extract.
+        error name the sources to re-extract; ``rejected_rows`` says where tonight's
+        rejected rows can be queried.
         """
         failures = self.critical_failures
         if not failures:
@@ -121,12 +159,21 @@ class GateReport:
         where = f" in {', '.join(tables)}"
         if sources:
             where += f" (source {', '.join(sources)})"
-        lines = [f"Data-quality gate failed: {len(failures)} critical check(s) failed{where}."]
+        # The first line is what pages and BI's stale reason show: the first failure whole.
+        first = failures[0]
+        headline = f"Data-quality gate failed: {first.headline()}"
+        if feeds.get(first.suite):
+            headline += f" (source {', '.join(sorted(feeds[first.suite]))})"
+        if len(failures) > 1:
+            headline += f"; {len(failures) - 1} more critical check(s) failed"
+        lines = [headline + ".", f"{len(failures)} critical check(s) failed{where}:"]
         for r in failures:
             lines.append(
                 f"- table {r.suite}, column {r.column_name or '-'}: {r.expectation} "
                 f"(observed {r.observed_value}): {r.details}"
             )
+        if rejected_rows:
+            lines.append(rejected_rows)
         if self.warnings:
             lines.append(
                 f"({len(self.warnings)} warning check(s) also failed; see ops.dq_results.)"

@@ -37,6 +37,12 @@ class Headline:
     actual_last_28: float
     is_stale: bool | None
     stale_reason: str
+    bi_run: date | None = None  # the run BI serves (the latest published); None: none yet
+
+    @property
+    def published(self) -> bool:
+        """Whether run D itself was published; otherwise it has no forecast to headline."""
+        return self.run_status == "published"
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,7 @@ class ReportData:
     accuracy: pd.DataFrame  # one row per run date and horizon bucket: wape
     movers: pd.DataFrame  # one row per series (top movers)
     dq: pd.DataFrame  # ops.dq_results rows of D
-    quarantine: pd.DataFrame  # one row per source and table: rows, top reasons
+    quarantine: pd.DataFrame  # one row per source, table and held_back: rows, top reasons
     schema_drift: pd.DataFrame  # ops.schema_drift rows of D
     feature_drift: pd.DataFrame | None  # ops.feature_drift rows of D; None: no table
 
@@ -230,18 +236,23 @@ def dq_results(wh: Warehouse, run_date: date) -> pd.DataFrame:
 
 
 def quarantine_counts(wh: Warehouse, run_date: date) -> pd.DataFrame:
-    """One row per source and table: quarantined input rows of D and their reasons."""
+    """One row per source, table and ``held_back``: rejected input rows of D and their reasons.
+
+    ``held_back``: the gate stopped the night, so none of its rows was loaded.
+    """
     df = wh.df(
-        "select source, table_name, reason, row_number from ops.quarantine where run_date = ?",
+        "select source, table_name, held_back, reason, row_number from ops.quarantine "
+        "where run_date = ?",
         [run_date],
     )
-    df.columns = ["source", "table_name", "reason", "row_number"]
+    df.columns = ["source", "table_name", "held_back", "reason", "row_number"]
+    df["held_back"] = df["held_back"].fillna(False).astype(bool)
     rows = []
-    for (source, table), part in df.groupby(["source", "table_name"], sort=True):
+    for (source, table, held), part in df.groupby(["source", "table_name", "held_back"], sort=True):
         reasons = part.groupby("reason")["row_number"].nunique().sort_values(ascending=False)
         text = "; ".join(f"{reason} ({n:,})" for reason, n in reasons.head(3).items())
-        rows.append((source, table, part["row_number"].nunique(), text))
-    return pd.DataFrame(rows, columns=["source", "table_name", "rows", "reasons"])
+        rows.append((source, table, part["row_number"].nunique(), text, bool(held)))
+    return pd.DataFrame(rows, columns=["source", "table_name", "rows", "reasons", "held_back"])
 
 
 def schema_drift(wh: Warehouse, run_date: date) -> pd.DataFrame:
@@ -277,6 +288,7 @@ def headline(
         [run_date],
     )
     stale, reason = _freshness(wh)
+    served = wh.fetchone("select max(run_date) from forecast.runs where status = 'published'")
     ahead = totals["forecast_date"].map(lambda d: (d - run_date).days) if len(totals) else None
     return Headline(
         run_date=run_date,
@@ -292,6 +304,7 @@ def headline(
         ),
         is_stale=stale,
         stale_reason=reason,
+        bi_run=served[0] if served and served[0] is not None else None,
     )
 
 

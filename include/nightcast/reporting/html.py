@@ -59,23 +59,40 @@ def freshness_text(h: Headline) -> tuple[str, str]:
     return "ok", "fresh"
 
 
+NOTHING = "—"
+
+
 def headline_html(h: Headline) -> str:
     vs = change(h.p50_next_28, h.actual_last_28)
     cls, fresh = freshness_text(h)
-    sentence = (
-        f"Run {h.run_date:%a %d %b %Y} ({escape(h.run_status)}) forecasts "
-        f"<b>{human(h.p50_next_28)}</b> units (P50) over the next 28 days for "
-        f"{h.series_forecast:,} series, {percent(vs, signed=True)} vs the last 28 days' "
-        f"actuals ({human(h.actual_last_28)}). BI forecasts are <b class={cls}>{escape(fresh)}</b>."
-    )
+    if h.published:
+        sentence = (
+            f"Run {h.run_date:%a %d %b %Y} ({escape(h.run_status)}) forecasts "
+            f"<b>{human(h.p50_next_28)}</b> units (P50) over the next 28 days for "
+            f"{h.series_forecast:,} series, {percent(vs, signed=True)} vs the last 28 days' "
+            f"actuals ({human(h.actual_last_28)})."
+        )
+    else:
+        # An unpublished run has no forecast: 0 units and -100% would be read as a forecast.
+        shows = f"run {h.bi_run.isoformat()}" if h.bi_run else "no forecast yet"
+        sentence = (
+            f"Run {h.run_date:%a %d %b %Y} ({escape(h.run_status)}): <b>nothing published</b> "
+            f"for this run date; BI shows {shows}. Actuals of the last 28 days: "
+            f"{human(h.actual_last_28)}."
+        )
+    sentence += f" BI forecasts are <b class={cls}>{escape(fresh)}</b>."
+
+    def forecast(text: str) -> str:
+        return text if h.published else NOTHING
+
     cards = [
         ("run date", h.run_date.isoformat(), "runDate"),
         ("model version", h.model_version, "modelVersion"),
-        ("series forecast", f"{h.series_forecast:,}", "seriesForecast"),
-        ("P50 next 7 days", human(h.p50_next_7), "p50Next7"),
-        ("P50 next 28 days", human(h.p50_next_28), "p50Next28"),
+        ("series forecast", forecast(f"{h.series_forecast:,}"), "seriesForecast"),
+        ("P50 next 7 days", forecast(human(h.p50_next_7)), "p50Next7"),
+        ("P50 next 28 days", forecast(human(h.p50_next_28)), "p50Next28"),
         ("actuals last 28 days", human(h.actual_last_28), "actualLast28"),
-        ("next 28 vs last 28", percent(vs, signed=True), "changeVsActual"),
+        ("next 28 vs last 28", forecast(percent(vs, signed=True)), "changeVsActual"),
         (
             "freshness",
             "STALE" if h.is_stale else ("fresh" if h.is_stale is False else "?"),
@@ -207,9 +224,19 @@ def dq_html(data: ReportData) -> str:
         )
     q = data.quarantine
     total = int(q["rows"].sum()) if len(q) else 0
-    parts.append(f'<p id="quarantine-status">{total:,} input rows quarantined</p>')
+    held = bool(len(q)) and bool(q["held_back"].any())
+    if held:
+        # The gate stopped the night: the rejects were recorded, and nothing else was loaded.
+        status = (
+            f"{total:,} input rows rejected by the cleaner; the night was held back by the "
+            "data-quality gate, so none of the night's rows was loaded (ops.quarantine, held_back)"
+        )
+    else:
+        status = f"{total:,} input rows quarantined"
+    parts.append(f'<p id="quarantine-status">{escape(status)}</p>')
     if len(q):
-        parts.append(table(["source", "table", "rows", "top reasons"], q.values, {2}))
+        rows = q[["source", "table_name", "rows", "reasons"]].values
+        parts.append(table(["source", "table", "rows", "top reasons"], rows, {2}))
     sd = data.schema_drift
     parts.append(f"<p>{len(sd):,} schema changes seen at extract</p>")
     if len(sd):

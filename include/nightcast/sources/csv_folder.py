@@ -18,18 +18,38 @@ fail the task naming the file, byte offset and line.
 from __future__ import annotations
 
 import codecs
-import csv
-import io
 import logging
 import time
 from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from nightcast.sources.extract import ExtractResult, Window, landing_path, publish_parts
+from nightcast.sources.csv_records import (
+    CsvRecordError,
+    Dialect,
+    Layout,
+    _no_field_limit,
+    _reader,
+    count_records,
+    find_header,
+    first_bad_record,
+    header_problem,
+    is_utf8,
+    read_layout,
+    text_encoding,
+)
+from nightcast.sources.extract import (
+    INPUTS_KEY,
+    ExtractResult,
+    IntakeError,
+    Window,
+    landing_path,
+    publish_parts,
+)
 from nightcast.sources.mapping import SourceMapping, TableMapping
 
 log = logging.getLogger("nightcast.sources")
@@ -55,28 +75,11 @@ def find_files(folder: Path, table: TableMapping, run_date: date) -> list[Path]:
     return [path] if path.is_file() else []
 
 
-def _is_utf8(encoding: str) -> bool:
-    return codecs.lookup(encoding).name in ("utf-8", "utf-8-sig")
-
-
 def read_header(
     path: Path, delimiter: str, encoding: str, quote: str | None = '"', escape: str | None = None
 ) -> list[str]:
-    """Column names of a CSV file (first record), without a UTF-8 BOM."""
-    enc = "utf-8-sig" if _is_utf8(encoding) else encoding
-    with path.open("r", encoding=enc, newline="") as fh:
-        first = fh.readline()
-    if not first.strip():
-        return []
-    return next(
-        csv.reader(
-            io.StringIO(first),
-            delimiter=delimiter,
-            quotechar=quote or '"',
-            escapechar=escape,
-            quoting=csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE,
-        )
-    )
+    """Column names of a CSV file: its first row with a value (blank rows before it skipped)."""
+    return read_layout(path, Dialect(delimiter, quote, escape, encoding)).header
 
 
 def undecodable_at(path: Path, encoding: str) -> tuple[int, int, bytes] | None:
@@ -84,7 +87,7 @@ def undecodable_at(path: Path, encoding: str) -> tuple[int, int, bytes] | None:
 
     Only run once reading failed, so a good file is never read twice.
     """
-    decoder = codecs.getincrementaldecoder("utf-8-sig" if _is_utf8(encoding) else encoding)()
+    decoder = codecs.getincrementaldecoder(text_encoding(encoding))()
     offset, line = 0, 1
     with path.open("rb") as fh:
         while chunk := fh.read(1 << 20):
@@ -98,12 +101,18 @@ def undecodable_at(path: Path, encoding: str) -> tuple[int, int, bytes] | None:
     return None
 
 
-def _batches(path: Path, table: TableMapping, names: list[str]) -> pacsv.CSVStreamingReader:
-    encoding = "utf8" if _is_utf8(table.encoding) else table.encoding
+def dialect(table: TableMapping) -> Dialect:
+    return Dialect(table.delimiter, table.quote, table.escape, table.encoding)
+
+
+def _batches(
+    path: Path, table: TableMapping, names: list[str], skip: int
+) -> pacsv.CSVStreamingReader:
+    encoding = "utf8" if is_utf8(table.encoding) else table.encoding
     return pacsv.open_csv(
         path,
         read_options=pacsv.ReadOptions(
-            encoding=encoding, block_size=BLOCK_BYTES, column_names=names, skip_rows=1
+            encoding=encoding, block_size=_block_bytes(table), column_names=names, skip_rows=skip
         ),
         parse_options=pacsv.ParseOptions(
             delimiter=table.delimiter,
@@ -120,6 +129,72 @@ def _batches(path: Path, table: TableMapping, names: list[str]) -> pacsv.CSVStre
     )
 
 
+def _block_bytes(table: TableMapping) -> int:
+    """pyarrow's read block: a record must fit in one, so twice the largest field allowed."""
+    return max(BLOCK_BYTES, 2 * table.max_field_bytes)
+
+
+def _field_too_large(
+    mapping: SourceMapping,
+    table: TableMapping,
+    file: Path,
+    record: int,
+    layout: Layout,
+    column: str,
+    size: int,
+) -> IntakeError:
+    return IntakeError(
+        f"{_where(mapping, table)}: {file}: record {record} after the header on line "
+        f"{layout.header_line}, column {column!r}: a field of {size} bytes, over the table's "
+        f"max_field_bytes ({table.max_field_bytes}); raise 'max_field_bytes' for table "
+        f"{table.table!r} in {mapping.path.name} if such fields are real (nothing was loaded)",
+        mapping.source,
+    )
+
+
+def _check_field_bytes(
+    batch: pa.RecordBatch,
+    before: int,
+    file: Path,
+    mapping: SourceMapping,
+    table: TableMapping,
+    layout: Layout,
+) -> None:
+    """Fail on the first field over ``max_field_bytes`` (``before`` records of ``file`` precede)."""
+    first: tuple[int, int] | None = None
+    for i, col in enumerate(batch.columns):
+        lengths = pc.binary_length(col)
+        if (pc.max(lengths).as_py() or 0) > table.max_field_bytes:
+            row = pc.index(pc.greater(lengths, table.max_field_bytes), True).as_py()
+            first = min(first or (row, i), (row, i))
+    if first is not None:
+        row, i = first
+        size = len(batch.column(i)[row].as_buffer() or b"")
+        raise _field_too_large(
+            mapping, table, file, before + row + 1, layout, batch.schema.names[i], size
+        )
+
+
+def _raise_if_field_too_large(
+    file: Path, mapping: SourceMapping, table: TableMapping, layout: Layout, exc: Exception
+) -> None:
+    """A record larger than pyarrow's block: find the field over ``max_field_bytes``."""
+    d = dialect(table)
+    with _no_field_limit(), file.open("r", encoding=text_encoding(d.encoding), newline="") as fh:
+        reader = _reader(fh, d)
+        record = 0
+        for row in reader:
+            if reader.line_num <= layout.data_line or not row:
+                continue
+            record += 1
+            for name, value in zip(layout.header, row, strict=False):
+                size = len(value.encode(d.encoding, errors="replace"))
+                if size > table.max_field_bytes:
+                    raise _field_too_large(
+                        mapping, table, file, record, layout, name, size
+                    ) from exc
+
+
 def _missing_message(
     folder: Path, mapping: SourceMapping, table: TableMapping, run_date: date
 ) -> str:
@@ -133,12 +208,75 @@ def _missing_message(
     )
 
 
-def _header(file: Path, mapping: SourceMapping, table: TableMapping) -> list[str]:
+def _where(mapping: SourceMapping, table: TableMapping) -> str:
+    return f"source {mapping.source!r} table {table.table!r}"
+
+
+def _layout(file: Path, mapping: SourceMapping, table: TableMapping) -> Layout:
+    """The file's header, checked: unique, non-blank names, no noise above it."""
     try:
-        return read_header(file, table.delimiter, table.encoding, table.quote, table.escape)
+        layout = read_layout(file, dialect(table))
     except UnicodeDecodeError as exc:
         _raise_if_undecodable([file], mapping, table, exc)
         raise
+    except CsvRecordError as exc:
+        raise _dialect_error(mapping, table, exc) from exc
+    if not layout.header:
+        return layout
+    problem = header_problem(layout.header)
+    if problem:
+        raise IntakeError(
+            f"{_where(mapping, table)}: {file}: line {layout.header_line}: {problem}; every "
+            f"column of the header needs its own name: fix the ERP's export (nothing was loaded)",
+            mapping.source,
+        )
+    wanted = {r.source_column for r in table.columns.values() if r.source_column}
+    if not wanted <= set(layout.header):
+        real = find_header(file, dialect(table), wanted, layout)
+        if real is not None:
+            raise IntakeError(
+                f"{_where(mapping, table)}: {file}: line {layout.header_line} is not the header "
+                f"({layout.header!r}); the header is on line {real}. Only rows without a value "
+                f"are skipped before the header: remove the lines above it in the ERP's export "
+                f"(nothing was loaded)",
+                mapping.source,
+            )
+    if layout.skipped_lines:
+        log.warning(
+            "%s.%s: %s: skipped %d row(s) without a value before the header on line %d",
+            mapping.source,
+            table.table,
+            file,
+            layout.skipped_lines,
+            layout.header_line,
+        )
+    return layout
+
+
+def _dialect_error(mapping: SourceMapping, table: TableMapping, exc: CsvRecordError) -> IntakeError:
+    return IntakeError(
+        f"{_where(mapping, table)}: {exc}, under the dialect of {mapping.path.name} (delimiter "
+        f"{table.delimiter!r}, quote {table.quote!r}, escape {table.escape!r}); fix the export "
+        f"or the table's CSV options (nothing was loaded)",
+        mapping.source,
+    )
+
+
+def _count(file: Path, mapping: SourceMapping, table: TableMapping, layout: Layout) -> int:
+    """Data records of ``file`` (header and skipped rows excluded), counted independently."""
+    try:
+        counts = count_records(file, dialect(table))
+    except CsvRecordError as exc:
+        raise _dialect_error(mapping, table, exc) from exc
+    if counts.blank_lines > layout.skipped_lines - layout.skipped_rows:
+        log.info(
+            "%s.%s: %s: %d empty line(s) among the records (no fields: not records)",
+            mapping.source,
+            table.table,
+            file,
+            counts.blank_lines - (layout.skipped_lines - layout.skipped_rows),
+        )
+    return counts.records - layout.skipped_rows - (1 if layout.header else 0)
 
 
 def _raise_if_undecodable(
@@ -157,6 +295,22 @@ def _raise_if_undecodable(
             ) from exc
 
 
+def _raise_if_ragged(
+    file: Path, mapping: SourceMapping, table: TableMapping, layout: Layout, exc: Exception
+) -> None:
+    """Name the line, field count and text of the first record unlike the header."""
+    bad = first_bad_record(file, dialect(table), layout)
+    if bad is not None:
+        line, fields, text = bad
+        raise IntakeError(
+            f"{_where(mapping, table)}: {file}: line {line}: {fields} field(s) where the header "
+            f"on line {layout.header_line} has {len(layout.header)}: {text[:200]!r}; quote "
+            f"fields holding the delimiter {table.delimiter!r} in the ERP's export (nothing "
+            f"was loaded)",
+            mapping.source,
+        ) from exc
+
+
 def land_csv_table(
     folder: Path,
     mapping: SourceMapping,
@@ -165,7 +319,11 @@ def land_csv_table(
     window: Window,
     lake_dir: Path,
 ) -> ExtractResult:
-    """Land tonight's file(s) of ``table`` into the landing Parquet file (replacing it)."""
+    """Land tonight's file(s) of ``table`` into the landing Parquet file (replacing it).
+
+    Every file's records are counted apart from the parser (:mod:`csv_records`); the
+    two must agree, so ``source_rows`` is the files' own count.
+    """
     started = time.monotonic()
     files = find_files(folder, table, run_date)
     if not files and not table.optional:
@@ -173,16 +331,33 @@ def land_csv_table(
     path = landing_path(lake_dir, mapping.source, table.table, run_date)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".parquet.tmp")
-    rows = 0
+    rows = records = 0
+    inputs: list[str] = []
     writer: pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
+    file, layout = None, None
     try:
         for file in files:
-            names = _header(file, mapping, table)
-            if not names:
-                log.warning("%s.%s: %s is empty", mapping.source, table.table, file)
+            layout = _layout(file, mapping, table)
+            expected = _count(file, mapping, table, layout)
+            records += expected
+            if not layout.header:
+                log.warning(
+                    "%s.%s: %s holds no header and no record (%d bytes)",
+                    mapping.source,
+                    table.table,
+                    file,
+                    file.stat().st_size,
+                )
+                inputs.append(f"{file} (empty: {file.stat().st_size} bytes, no header)")
                 continue
-            file_schema = pa.schema([(n, pa.string()) for n in names])
+            names = layout.header
+            # The landing remembers what it was read from, so a check of the landed
+            # header (schema drift) names the export file, not only the lake.
+            file_schema = pa.schema(
+                [(n, pa.string()) for n in names],
+                metadata={INPUTS_KEY: str(night_folder(folder, run_date) / (table.file or ""))},
+            )
             if schema is None:
                 schema = file_schema
                 writer = pq.ParquetWriter(tmp, schema, compression="zstd")
@@ -193,27 +368,37 @@ def land_csv_table(
                     f"{table.file!r} in one night must have the same header"
                 )
             assert writer is not None
-            for batch in _batches(file, table, names):
-                writer.write_batch(batch)
-                rows += batch.num_rows
-                log.info(
-                    "%s.%s: %d rows read from %s (%.1fs, %.0f rows/s)",
+            inputs.append(f"{file} ({expected} records)" if expected else f"{file} (header only)")
+            landed = 0
+            if expected:
+                for batch in _batches(file, table, names, layout.data_line):
+                    _check_field_bytes(batch, landed, file, mapping, table, layout)
+                    writer.write_batch(batch)
+                    landed += batch.num_rows
+                    log.info(
+                        "%s.%s: %d rows read from %s (%.1fs, %.0f rows/s)",
+                        mapping.source,
+                        table.table,
+                        rows + landed,
+                        file.name,
+                        time.monotonic() - started,
+                        (rows + landed) / max(time.monotonic() - started, 1e-6),
+                    )
+            if landed != expected:
+                raise IntakeError(
+                    f"{_where(mapping, table)}: {file} holds {expected} record(s) after the "
+                    f"header on line {layout.header_line}, but the CSV reader read {landed}: "
+                    f"rows would be lost or invented; check the file's quoting and line breaks "
+                    f"against the table's CSV options in {mapping.path.name} (nothing was loaded)",
                     mapping.source,
-                    table.table,
-                    rows,
-                    file.name,
-                    time.monotonic() - started,
-                    rows / max(time.monotonic() - started, 1e-6),
                 )
+            rows += landed
         if writer is None:
             # Optional table without a file tonight (or only empty files): an
             # empty landing file with the mapped columns, so clean sees 0 rows.
             cols = sorted({r.source_column for r in table.columns.values() if r.source_column})
             log.info(
-                "%s.%s: no file for %s (optional table): landing 0 rows",
-                mapping.source,
-                table.table,
-                run_date,
+                "%s.%s: no records for %s: landing 0 rows", mapping.source, table.table, run_date
             )
             writer = pq.ParquetWriter(
                 tmp, pa.schema([(c, pa.string()) for c in cols]), compression="zstd"
@@ -223,9 +408,13 @@ def land_csv_table(
         publish_parts(path, [tmp])  # atomic; drops parts of an earlier multi-stream landing
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         _raise_if_undecodable(files, mapping, table, exc)
+        if file is not None and layout is not None and "straddl" in str(exc):
+            _raise_if_field_too_large(file, mapping, table, layout, exc)
+        if file is not None and layout is not None and layout.header:
+            _raise_if_ragged(file, mapping, table, layout, exc)
         raise ValueError(
-            f"source {mapping.source!r} table {table.table!r}: cannot read {files} as CSV "
-            f"(delimiter {table.delimiter!r}, encoding {table.encoding!r}, mapping "
+            f"source {mapping.source!r} table {table.table!r}: cannot read {file or files} as "
+            f"CSV (delimiter {table.delimiter!r}, encoding {table.encoding!r}, mapping "
             f"{mapping.path.name}): {str(exc).splitlines()[0]}"
         ) from exc
     finally:
@@ -233,5 +422,14 @@ def land_csv_table(
             writer.close()
         tmp.unlink(missing_ok=True)
     return ExtractResult(
-        mapping.source, table.table, run_date, window, rows, path, time.monotonic() - started
+        mapping.source,
+        table.table,
+        run_date,
+        window,
+        rows,
+        path,
+        time.monotonic() - started,
+        source_rows=records,
+        inputs=tuple(inputs)
+        or (f"{night_folder(folder, run_date) / (table.file or '')} (no file)",),
     )

@@ -47,6 +47,8 @@ from nightcast.sources.streams import stream_sql as stream_sql
 log = logging.getLogger("nightcast.sources")
 
 BATCH_ROWS = 50_000
+# Schema metadata of a landed Parquet file: the export file(s) it was landed from.
+INPUTS_KEY = b"nightcast.inputs"
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,10 @@ class Window:
 
 @dataclass(frozen=True)
 class ExtractResult:
+    """One landing. ``rows``: rows landed; ``source_rows``: what the source offered (the
+    records its files hold, counted apart from the parser, or the rows the query
+    returned), where the night's books start; ``inputs``: the files or query read."""
+
     source: str
     table: str
     run_date: date
@@ -67,6 +73,25 @@ class ExtractResult:
     rows: int
     path: Path
     seconds: float
+    source_rows: int | None = None
+    inputs: tuple[str, ...] = ()
+
+    @property
+    def offered(self) -> int:
+        return self.rows if self.source_rows is None else self.source_rows
+
+
+class IntakeError(ValueError, DeterministicError):
+    """A source's records cannot all be accounted for: the night stops, nothing is loaded.
+
+    The message names the source, table and file (line, column, value where known).
+    """
+
+    rerun_from = "extract"
+
+    def __init__(self, message: str, source: str) -> None:
+        super().__init__(message)
+        self.sources = (source,)
 
 
 def end_of_day(day: date) -> datetime:
@@ -216,6 +241,7 @@ def extract_table(
                     rows = read(engine, plan.queries[0], params, tmps[0], progress[0])
                 else:
                     rows = run_streams(read, engine, plan, params, tmps, progress)
+        landed = check_sql_landing(mapping, table, tmps, rows)
         publish_parts(path, tmps)  # readers never see a half-written part
     except (sa.exc.SQLAlchemyError, bulk.BulkReadError) as exc:
         raise RuntimeError(
@@ -226,8 +252,46 @@ def extract_table(
         for tmp in tmps:
             tmp.unlink(missing_ok=True)
     return ExtractResult(
-        mapping.source, table.table, run_date, window, rows, path, time.monotonic() - started
+        mapping.source,
+        table.table,
+        run_date,
+        window,
+        landed,
+        path,
+        time.monotonic() - started,
+        source_rows=rows,
+        inputs=(f"query of {mapping.path.name} ({rows} rows returned)",),
     )
+
+
+def check_sql_landing(
+    mapping: SourceMapping, table: TableMapping, parts: list[Path], returned: int
+) -> int:
+    """Rows in the landed parts (Parquet footers); they must be the rows the query returned,
+    under column names that are unique and not blank."""
+    where = f"source {mapping.source!r} table {table.table!r}"
+    landed = 0
+    for part in parts:
+        meta = pq.read_metadata(part)
+        landed += meta.num_rows
+        names = meta.schema.to_arrow_schema().names
+        seen: set[str] = set()
+        for i, name in enumerate(names, start=1):
+            if not name.strip() or name in seen:
+                what = "has no name" if not name.strip() else f"{name!r} appears twice"
+                raise IntakeError(
+                    f"{where}: the query of {mapping.path.name} returns columns {names}: column "
+                    f"{i} {what}; give every selected column its own alias (nothing was loaded)",
+                    mapping.source,
+                )
+            seen.add(name)
+    if landed != returned:
+        raise IntakeError(
+            f"{where}: the query of {mapping.path.name} returned {returned} rows but {landed} "
+            f"were landed; nothing was loaded, rerun the extract",
+            mapping.source,
+        )
+    return landed
 
 
 def _extract_generic(
@@ -304,9 +368,11 @@ def check_landed_header(mapping: SourceMapping, table: TableMapping, path: Path)
     """Raise :class:`LandedSchemaError` if a mapped column is missing; return the drift."""
     drift = compare_landed_header(mapping, table, path)
     if drift.missing:
+        origin = (pq.read_schema(path).metadata or {}).get(INPUTS_KEY)
+        read_from = f" (read from {origin.decode()})" if origin else ""
         raise LandedSchemaError(
-            f"schema drift: source {mapping.source!r} table {table.table!r}: landed file {path} "
-            f"has no column(s) {drift.missing} that mapping {mapping.path.name} reads "
+            f"schema drift: source {mapping.source!r} table {table.table!r}: landed file {path}"
+            f"{read_from} has no column(s) {drift.missing} that mapping {mapping.path.name} reads "
             f"(columns present: {sorted(drift.present)}). The ERP schema changed (a column was "
             f"dropped or renamed): fix the query/columns in {mapping.path.name} (or the ERP), "
             "then clear the extract task to rerun; nothing was loaded.",

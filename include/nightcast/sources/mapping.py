@@ -38,8 +38,13 @@ from nightcast.sources.mapping_rules import (
 from nightcast.warehouse.schema import CANONICAL_TABLES, NATURAL_KEYS
 
 SOURCE_KINDS = ("sql", "csv_folder")
-CSV_KEYS = ("file", "delimiter", "encoding", "optional", "quote", "escape")
+CSV_KEYS = ("file", "delimiter", "encoding", "optional", "quote", "escape", "max_field_bytes")
+# The largest field a CSV file may hold (bytes as written); 'max_field_bytes' raises it.
+DEFAULT_MAX_FIELD_BYTES = 8 << 20
 PARALLEL_KEYS = ("parallel", "split")
+# What a full refresh may do to the table it replaces (nightcast.pipeline.intake).
+REFRESH_KEYS = ("allow_empty", "max_shrink")
+DEFAULT_MAX_SHRINK = 0.5
 # Streams an incremental PostgreSQL table gets without 'parallel' when its window is large
 # (at most the extracting worker's cores + 1: each stream parses on the worker).
 AUTO_STREAMS = 3
@@ -67,10 +72,15 @@ class TableMapping:
     optional: bool = False
     quote: str | None = '"'  # None: the export does not quote fields at all
     escape: str | None = None  # e.g. a backslash before quotes instead of doubling them
+    max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES  # a larger field fails the extract
     # sql sources only: parallel extraction streams over disjoint ranges of the integer
     # column ``split`` (a column of the query's output). None: automatic (see streams.py).
     parallel: int | None = None
     split: str | None = None
+    # full tables only: whether an empty export may empty the table, and the largest
+    # fraction of its current rows one refresh may remove (see nightcast.pipeline.intake).
+    allow_empty: bool = False
+    max_shrink: float = DEFAULT_MAX_SHRINK
 
     @property
     def key(self) -> str:
@@ -136,13 +146,40 @@ def _csv_options(where: str, table: str, spec: dict[str, Any]) -> dict[str, Any]
             )
         else:
             chars[key] = value
+    max_field = spec.get("max_field_bytes", DEFAULT_MAX_FIELD_BYTES)
+    if isinstance(max_field, bool) or not isinstance(max_field, int) or max_field < 1:
+        raise MappingError(
+            f"{where}: table {table!r}: 'max_field_bytes' must be the largest field the file "
+            f"may hold, in bytes (e.g. 33554432 for 32 MiB), not {max_field!r}"
+        )
     return {
         "file": file,
         "delimiter": delimiter,
         "encoding": encoding,
         "optional": optional,
+        "max_field_bytes": max_field,
         **chars,
     }
+
+
+def _refresh_options(where: str, table: str, spec: dict[str, Any], mode: str) -> dict[str, Any]:
+    """``allow_empty``/``max_shrink`` of a full-refresh table, validated."""
+    given = sorted(set(REFRESH_KEYS) & set(spec))
+    if given and mode != "full":
+        raise MappingError(
+            f"{where}: table {table!r}: {given} apply to 'mode: full' tables only (an "
+            "incremental load never deletes rows)"
+        )
+    allow_empty = spec.get("allow_empty", False)
+    if not isinstance(allow_empty, bool):
+        raise MappingError(f"{where}: table {table!r}: 'allow_empty' must be true or false")
+    shrink = spec.get("max_shrink", DEFAULT_MAX_SHRINK)
+    if isinstance(shrink, bool) or not isinstance(shrink, int | float) or not 0 <= shrink <= 1:
+        raise MappingError(
+            f"{where}: table {table!r}: 'max_shrink' must be the largest fraction of the "
+            f"table's rows one full refresh may remove, from 0 to 1 (e.g. 0.2), not {shrink!r}"
+        )
+    return {"allow_empty": allow_empty, "max_shrink": float(shrink)}
 
 
 def _parallel_options(where: str, table: str, spec: dict[str, Any], mode: str) -> dict[str, Any]:
@@ -250,6 +287,7 @@ def _table_mapping(
         watermark_columns=watermark,
         columns=columns,
         **kind_opts,
+        **_refresh_options(where, table, spec, mode),
     )
 
 

@@ -16,6 +16,10 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from nightcast.config import WAREHOUSE_URL_VAR, SettingError, check_url
+from nightcast.redaction import redact
+from nightcast.warehouse.schema import ADDED_COLUMNS
+
 
 class Warehouse(ABC):
     """A connection to the warehouse; not thread-safe, close it (or use ``open_warehouse``)."""
@@ -98,28 +102,66 @@ def is_postgres_url(url: str) -> bool:
     return url.split(":", 1)[0].split("+", 1)[0] in ("postgres", "postgresql")
 
 
-@contextmanager
-def open_warehouse(url: str, *, ensure: bool = True) -> Iterator[Warehouse]:
-    """Open the warehouse at ``url``; creates the pipeline's schemas unless ``ensure`` is False."""
-    wh: Warehouse
+class WarehouseUnavailableError(RuntimeError):
+    """The warehouse could not be opened: server down, credentials refused, file unreadable.
+
+    Not deterministic (a server comes back), so tasks keep their retries.
+    """
+
+
+def describe_url(url: str) -> str:
+    """Where the warehouse is, for people: the DuckDB file, or the URL without its password."""
+    return url.removeprefix("duckdb:///") if url.startswith("duckdb:///") else redact(url)
+
+
+def _connect(url: str) -> Warehouse:
+    check_url(WAREHOUSE_URL_VAR, url)
     if is_postgres_url(url):
         from nightcast.warehouse.postgres import PostgresWarehouse
 
-        wh = PostgresWarehouse(url)
-    elif url.startswith("duckdb:///"):
+        return PostgresWarehouse(url)
+    if url.startswith("duckdb:///"):
         from pathlib import Path
 
         from nightcast.warehouse.duck import DuckWarehouse
 
-        wh = DuckWarehouse(Path(url.removeprefix("duckdb:///")))
-    else:
-        raise ValueError(
-            f"unsupported warehouse URL {url.split('://')[0]}://…; use duckdb:///path/to/file.duckdb "
-            "or postgresql://user@host:port/db (NIGHTCAST_WAREHOUSE_URL)"
-        )
+        return DuckWarehouse(Path(url.removeprefix("duckdb:///")))
+    raise SettingError(
+        f"{WAREHOUSE_URL_VAR}: unsupported warehouse URL {url.split('://')[0]}://…; use "
+        "duckdb:///path/to/file.duckdb or postgresql://user@host:port/db"
+    )
+
+
+def add_missing_columns(wh: Warehouse) -> None:
+    """Give an older warehouse the columns added since (``ADDED_COLUMNS``); idempotent."""
+    for qualified, columns in ADDED_COLUMNS.items():
+        have = set(wh.columns(qualified))
+        for name, ddl in columns.items():
+            if name not in have:
+                wh.execute(f"alter table {qualified} add column if not exists {name} {ddl}")
+
+
+@contextmanager
+def open_warehouse(url: str, *, ensure: bool = True) -> Iterator[Warehouse]:
+    """Open the warehouse at ``url``; creates the pipeline's schemas unless ``ensure`` is False.
+
+    A malformed URL is a :class:`SettingError`, a refused connection a
+    :class:`WarehouseUnavailableError`; both name ``NIGHTCAST_WAREHOUSE_URL`` and neither
+    carries the password (nor chains the driver's error, which may).
+    """
+    try:
+        wh = _connect(url)
+    except SettingError:
+        raise
+    except Exception as err:
+        reason = next((x.strip() for x in str(err).splitlines() if x.strip()), type(err).__name__)
+        raise WarehouseUnavailableError(
+            f"cannot open the warehouse {describe_url(url)} ({WAREHOUSE_URL_VAR}): {redact(reason)}"
+        ) from None
     try:
         if ensure:
             wh.ensure_schema()
+            add_missing_columns(wh)
         yield wh
     finally:
         wh.close()

@@ -19,6 +19,13 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from nightcast.warehouse.audit_chain import (
+    CHAIN_COLUMNS,
+    CHAINED_TABLES,
+    OLD_ROW_ORDER,
+    chain_old_rows,
+    table_columns,
+)
 from nightcast.warehouse.base import Warehouse
 from nightcast.warehouse.schema import ALL_TABLES, SCHEMAS
 
@@ -72,13 +79,49 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create the pipeline-owned schemas and tables if they do not exist.
 
     DuckDB has no triggers: the ``audit`` tables are append-only by the writer
-    (``nightcast.audit`` only INSERTs; ``tests/audit`` checks it), not by the database.
+    (``nightcast.audit`` only INSERTs; ``tests/audit`` checks it), not by the database;
+    their hash chain (``audit_chain``) shows any change made around it. Audit tables from
+    before the chain get its columns here, their rows chained in time order.
     """
     for schema in SCHEMAS:
         con.execute(f"create schema if not exists {schema}")
     for schema, tables in ALL_TABLES.items():
         for table, ddl in tables.items():
             con.execute(f"create table if not exists {schema}.{table} ({ddl})")
+    unchained = [t for t in CHAINED_TABLES if "row_hash" not in _columns(con, t)]
+    if unchained:
+        with transaction(con):
+            _chain_old_rows(con, unchained)
+    # DuckDB builds no index over updates of the same transaction, and alters no table that
+    # has one: migrated tables keep nullable chain columns (a NULL fails verification) and
+    # get their unique seq here, after the migration committed (and again on every open).
+    for table in CHAINED_TABLES:
+        schema, name = table.split(".")
+        nullable = con.execute(
+            "select is_nullable from information_schema.columns "
+            "where table_schema = ? and table_name = ? and column_name = 'row_hash'",
+            [schema, name],
+        ).fetchone()
+        if nullable == ("YES",):
+            con.execute(f"create unique index if not exists {name}_seq_key on {table} (seq)")
+
+
+def _chain_old_rows(con: duckdb.DuckDBPyConnection, tables: list[str]) -> None:
+    """Audit tables from before the hash chain: add its columns, chain their rows in time order."""
+    for table in tables:
+        for column, sql_type in zip(CHAIN_COLUMNS, ("bigint", "varchar", "varchar"), strict=True):
+            con.execute(f"alter table {table} add column if not exists {column} {sql_type}")
+        cols = [c for c in table_columns(table) if c not in CHAIN_COLUMNS]
+        rows = con.execute(
+            f"select {', '.join(cols)} from {table} order by {OLD_ROW_ORDER[table]}"
+        ).fetchall()
+        chained = chain_old_rows(table, [dict(zip(cols, r, strict=True)) for r in rows])
+        for seq, prev, digest, event in chained:
+            con.execute(
+                f"update {table} set seq = ?, prev_hash = ?, row_hash = ? where event_id = ?",
+                [seq, prev, digest, event],
+            )
+        log.info("%s: chained %d rows written before the hash chain", table, len(chained))
 
 
 @contextmanager

@@ -18,6 +18,13 @@ from typing import Any
 
 import pyarrow as pa
 
+from nightcast.warehouse.audit_chain import (
+    CHAIN_COLUMNS,
+    OLD_ROW_ORDER,
+    chain_old_rows,
+    lock_key,
+    table_columns,
+)
 from nightcast.warehouse.base import Warehouse
 from nightcast.warehouse.schema import ALL_TABLES, AUDIT_TABLES, PARTITIONED, SCHEMAS
 
@@ -45,6 +52,22 @@ begin
 end
 $body$
 """
+
+
+_SERVER_ERROR = re.compile(r"ERROR:\s+(.+?)\s*(?:\n|$)")
+
+
+def server_message(err: BaseException) -> str:
+    """The server's own message of a failed statement, without the statement (which may hold
+    a password) and without the driver's framing."""
+    found = _SERVER_ERROR.findall(str(err))  # the last one: the statement comes before it
+    return found[-1].strip() if found else type(err).__name__
+
+
+def sqlstate(err: BaseException) -> str | None:
+    """The SQLSTATE of a driver error (``42501``: insufficient privilege), if it has one."""
+    state = getattr(err, "sqlstate", None)
+    return state if isinstance(state, str) else None
 
 
 def _numbered(sql: str) -> str:
@@ -112,12 +135,92 @@ class PostgresWarehouse(Warehouse):
         for schema in SCHEMAS:
             self.execute(f"create schema if not exists {schema}")
         for schema, tables in ALL_TABLES.items():
+            if schema == "audit":
+                continue
             for table, ddl in tables.items():
                 qualified = f"{schema}.{table}"
                 part = PARTITIONED.get(qualified)
                 suffix = f" partition by list ({part})" if part else ""
                 self.execute(f"create table if not exists {qualified} ({ddl}){suffix}")
+        self.ensure_audit()
+
+    def ensure_audit(self) -> None:
+        """The audit tables, append-only and hash-chained, as far as this role may manage them.
+
+        Where the audit schema belongs to another role (``nightcast audit setup``), this role
+        only checks that the tables are there with their chain: it cannot change them, which
+        is the point. Where it owns them (embedded use, servers not set up yet), it creates
+        them, their triggers, and chains rows written before the chain existed.
+        """
+        user, schema_ours = self.fetchone(
+            "select current_user::text, coalesce((select pg_has_role(nspowner, 'USAGE') "
+            "from pg_namespace where nspname = 'audit'), true)"
+        ) or ("?", True)
+        have = dict(
+            self.fetchall(
+                "select c.relname::text, pg_has_role(c.relowner, 'USAGE') from pg_class c "
+                "join pg_namespace n on n.oid = c.relnamespace "
+                "where n.nspname = 'audit' and c.relkind in ('r', 'p')"
+            )
+        )
+        fix = f"a superuser runs `nightcast audit setup --writer {user}` (README: audit trail)"
+        missing = [t for t in AUDIT_TABLES if t not in have]
+        if missing and not schema_ours:
+            raise RuntimeError(
+                f"audit.{missing[0]} is missing and role {user} may not create it: the audit "
+                f"schema belongs to another role; {fix}"
+            )
+        for table in missing:
+            self.execute(f"create table if not exists audit.{table} ({AUDIT_TABLES[table]})")
+            have[table] = True
+        unchained = [
+            f"audit.{t}" for t in AUDIT_TABLES if "row_hash" not in self.columns(f"audit.{t}")
+        ]
+        if not all(have[t] for t in AUDIT_TABLES):
+            if unchained:
+                raise RuntimeError(
+                    f"{unchained[0]} has no hash-chain columns and role {user} may not add "
+                    f"them; {fix}"
+                )
+            return
+        if unchained:
+            self._chain_old_rows(unchained)
         self._ensure_append_only()
+
+    def _chain_old_rows(self, tables: list[str]) -> None:
+        """Add the chain columns to audit tables from before the chain; chain their rows."""
+        with self.transaction():
+            # Every task opens the warehouse: one of them migrates, the others find it done.
+            self.fetchall("select pg_advisory_xact_lock(?)::text", [lock_key("audit-migration")])
+            for table in tables:
+                if "row_hash" in self.columns(table):
+                    continue
+                name = table.split(".")[1]
+                for column, sql_type in zip(
+                    CHAIN_COLUMNS, ("bigint", "varchar", "varchar"), strict=True
+                ):
+                    self.execute(
+                        f"alter table {table} add column if not exists {column} {sql_type}"
+                    )
+                cols = [c for c in table_columns(table) if c not in CHAIN_COLUMNS]
+                rows = self.fetchall(
+                    f"select {', '.join(cols)} from {table} order by {OLD_ROW_ORDER[table]}"
+                )
+                chained = chain_old_rows(table, [dict(zip(cols, r, strict=True)) for r in rows])
+                # The append-only triggers refuse this UPDATE: off for this transaction only.
+                self.execute(f"alter table {table} disable trigger user")
+                for seq, prev, digest, event in chained:
+                    self.execute(
+                        f"update {table} set seq = ?, prev_hash = ?, row_hash = ? where event_id = ?",
+                        [seq, prev, digest, event],
+                    )
+                self.execute(f"alter table {table} enable trigger user")
+                self.execute(
+                    f"alter table {table} "
+                    + ", ".join(f"alter column {c} set not null" for c in CHAIN_COLUMNS)
+                )
+                self.execute(f"create unique index if not exists {name}_seq_key on {table} (seq)")
+                log.info("%s: chained %d rows written before the hash chain", table, len(chained))
 
     def _ensure_append_only(self) -> None:
         """The ``audit`` tables refuse UPDATE, DELETE and TRUNCATE (idempotent)."""
@@ -255,42 +358,3 @@ class PostgresWarehouse(Warehouse):
             ) or (0, "")
             out[f"{schema}.{table}"] = f"{count}:{digest[:16]}"
         return out
-
-
-BI_SCHEMAS = ("marts",)
-
-
-def grant_bi_role(wh: PostgresWarehouse, role: str, password: str | None) -> None:
-    """Create (or update) a read-only role that can select the BI marts and nothing else.
-
-    Default privileges make tables and views that dbt creates later readable too;
-    marts views run with their owner's rights, so the role needs no access to
-    ``raw``/``forecast``/``ops``.
-    """
-    if not re.fullmatch(r"[a-z_][a-z0-9_]*", role):
-        raise ValueError(f"role name {role!r} must be a lower-case SQL identifier")
-    exists = wh.fetchone("select 1 from pg_roles where rolname = ?", [role])
-    login = "login" if password else "nologin"
-    with wh.transaction():
-        wh.execute(
-            f"{'alter' if exists else 'create'} role {role} {login} nosuperuser nocreatedb nocreaterole"
-        )
-        if password:
-            # A parameter cannot be bound in DDL: quote the literal instead.
-            wh.execute(f"alter role {role} password '{password.replace(chr(39), chr(39) * 2)}'")
-        db = wh.fetchone("select current_database()")
-        wh.execute(f'revoke all on database "{db[0] if db else ""}" from {role}')
-        wh.execute(f'grant connect on database "{db[0] if db else ""}" to {role}')
-        for schema in ("raw", "forecast", "ops", "audit", "staging", "public"):
-            wh.execute(f"create schema if not exists {schema}")
-            wh.execute(f"revoke all on schema {schema} from {role}")
-            wh.execute(f"revoke all on all tables in schema {schema} from {role}")
-        wh.execute(f"revoke create on schema public from {role}")
-        for schema in BI_SCHEMAS:
-            wh.execute(f"create schema if not exists {schema}")
-            wh.execute(f"grant usage on schema {schema} to {role}")
-            wh.execute(f"grant select on all tables in schema {schema} to {role}")
-            wh.execute(
-                f"alter default privileges in schema {schema} grant select on tables to {role}"
-            )
-    log.info("role %s can read %s and nothing else", role, ", ".join(BI_SCHEMAS))

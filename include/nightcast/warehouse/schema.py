@@ -217,7 +217,9 @@ OPS_TABLES: dict[str, str] = {
         run_date date not null,
         primary key (source, table_name)
     """,
-    # One row per rejected input row and failing column.
+    # One row per rejected input row and failing column. ``held_back``: the gate stopped
+    # the night (validate wrote the row; nothing of the night was loaded); otherwise the
+    # night loaded its other rows (load wrote it, and ``nightcast quarantine replay`` may).
     "quarantine": """
         run_date date not null,
         source varchar not null,
@@ -227,7 +229,8 @@ OPS_TABLES: dict[str, str] = {
         column_name varchar,
         reason varchar not null,
         raw_value varchar,
-        raw_row varchar not null
+        raw_row varchar not null,
+        held_back boolean not null default false
     """,
     "dq_results": """
         run_date date not null,
@@ -330,8 +333,18 @@ OPS_TABLES: dict[str, str] = {
     """,
 }
 
-# Append-only audit trail (PostgreSQL: triggers reject UPDATE/DELETE/TRUNCATE; DuckDB: the
-# only writer, ``nightcast.audit``, issues INSERTs only). See ``nightcast/audit``.
+# Columns added after a release: ``open_warehouse`` adds them to an older warehouse's
+# table (portable ``alter table ... add column if not exists``; DuckDB cannot add a NOT
+# NULL column that way, so the default fills the old rows instead).
+ADDED_COLUMNS: dict[str, dict[str, str]] = {
+    "ops.quarantine": {"held_back": "boolean default false"},
+}
+
+# Append-only audit trail (PostgreSQL: triggers reject UPDATE/DELETE/TRUNCATE and the schema
+# belongs to a role the pipeline does not log in as; DuckDB: the only writer,
+# ``nightcast.audit``, issues INSERTs only). Every row is hash-chained to the row before it
+# (``seq``, ``prev_hash``, ``row_hash``: see ``nightcast.warehouse.audit_chain``), so a change
+# by anyone, a superuser included, fails ``nightcast audit verify``. See ``nightcast/audit``.
 AUDIT_TABLES: dict[str, str] = {
     # One row per publish decision of a run: published, held back by the gate, rolled back.
     "publications": """
@@ -346,7 +359,10 @@ AUDIT_TABLES: dict[str, str] = {
         forecast_rows bigint,
         forecast_checksum varchar,
         actor varchar not null,
-        reason varchar
+        reason varchar,
+        seq bigint not null unique,
+        prev_hash varchar not null,
+        row_hash varchar not null
     """,
     # Human overrides (manual promotion, rollback): who, what and why.
     "overrides": """
@@ -356,7 +372,10 @@ AUDIT_TABLES: dict[str, str] = {
         action varchar not null,
         model_version varchar,
         run_date date,
-        reason varchar
+        reason varchar,
+        seq bigint not null unique,
+        prev_hash varchar not null,
+        row_hash varchar not null
     """,
 }
 
