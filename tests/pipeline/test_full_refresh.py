@@ -107,3 +107,13 @@ def test_allow_refresh_refuses_an_unknown_or_incremental_table(
     argv = ["allow-refresh", "acme", "order_lines", "--run-date", str(DAY2), "--reason", "x"]
     assert cli.main(argv) == 2
     assert "full-refresh tables: items, locations" in capsys.readouterr().err
+
+
+def test_an_empty_export_into_a_table_without_rows_of_the_source_destroys_nothing(
+    acme: Acme,
+) -> None:
+    # e.g. an optional file the source never exports: nothing to protect, nothing refused.
+    acme.write_mapping("{S: shipped, R: returned}")
+    acme.drop_files(RUN_DATE, items_csv="ITEM,NAME,CHANGED\n")
+    night(acme, RUN_DATE)
+    assert items(acme) == 0

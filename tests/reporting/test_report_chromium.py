@@ -264,6 +264,8 @@ def test_report_of_a_real_nightly_dag_run_renders_its_numbers(tmp_path: Path) ->
         (scored,) = query(
             "select count(*) from marts.forecast_accuracy where run_date <= ?", [night]
         )[0]
+        # From the clock when queried: a night replayed from the past is overdue by now.
+        (stale,) = query("select is_stale from marts.forecast_freshness")[0]
     dom = dump_dom(page)
 
     assert p50_28 < 1e6 and actual_28 < 1e6, "formatting below assumes thousands, not millions"
@@ -272,7 +274,7 @@ def test_report_of_a_real_nightly_dag_run_renders_its_numbers(tmp_path: Path) ->
     assert dom.cards["seriesForecast"] == f"{series:,}"
     assert dom.cards["p50Next28"] == f"{p50_28:,.0f}"
     assert dom.cards["actualLast28"] == f"{actual_28:,.0f}"
-    assert dom.cards["fresh"] == "fresh"
+    assert dom.cards["fresh"] == ("STALE" if stale else "fresh")
     shown = min(categories, 12)
     assert dom.shapes["polygon"] == 1 + shown  # a P10-P90 band per forecast chart
     # the first night has nothing scored yet: the accuracy section says so instead of a chart

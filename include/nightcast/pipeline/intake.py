@@ -12,11 +12,12 @@ stage, source and table):
   (no table, no watermark).
 
 A full refresh replaces all of a source's rows in a table, so it never does so on
-thin evidence: an empty or header-only export, or one that would shrink the table
-by more than the mapping's ``max_shrink`` (default half of its current rows), fails
-the night naming the file, unless the mapping says ``allow_empty: true`` /
-``max_shrink: <fraction>``, or on-call allows that one night with
-:func:`allow_refresh` (an ``audit.overrides`` row: who, when, why).
+thin evidence: an empty or header-only export while the table holds rows of the
+source, or one that would shrink the table by more than the mapping's
+``max_shrink`` (default half of its current rows), fails the night naming the
+file, unless the mapping says ``allow_empty: true`` / ``max_shrink: <fraction>``,
+or on-call allows that one night with :func:`allow_refresh` (an
+``audit.overrides`` row: who, when, why).
 """
 
 from __future__ import annotations
@@ -84,11 +85,11 @@ def refresh_problem(table: TableMapping, current: int, new: int) -> str | None:
     """Why ``new`` rows may not replace ``current`` ones under the mapping, or None."""
     if new == 0:
         # 'allow_empty' says an empty export is this table's truth: no shrink limit then.
-        return (
-            None
-            if table.allow_empty
-            else "an empty full export is refused ('allow_empty' is not set)"
-        )
+        # Nor is there one when the source has no rows there yet (e.g. an optional file it
+        # does not export): replacing nothing with nothing destroys nothing.
+        if table.allow_empty or current == 0:
+            return None
+        return "an empty full export is refused ('allow_empty' is not set)"
     if current and new < current and (current - new) / current > table.max_shrink:
         return (
             f"it would remove {(current - new) / current:.0%} of the table's rows, more than "
