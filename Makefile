@@ -9,7 +9,7 @@ UV_VERSION := 0.13.8
 NIGHTCAST_ONLINE_RETAIL ?= $(abspath $(wildcard ../shared/datasets/online_retail/online_retail.parquet))
 export NIGHTCAST_ONLINE_RETAIL
 
-.PHONY: demo test test-deploy venv airflow env bench clean lock
+.PHONY: demo test test-deploy venv airflow env bench bench-accuracy clean lock
 
 $(STAMP): requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,13 +47,22 @@ test-deploy: $(STAMP)
 airflow: $(STAMP) .env
 	set -a && . ./.env && set +a && $(BIN)/nightcast airflow
 
-## Re-resolve the locks from pyproject.toml (runtime: requirements.txt, the image; + dev extra: requirements-dev.txt).
+## Re-resolve the locks from pyproject.toml (runtime: requirements.txt, the image; + dev extra:
+## requirements-dev.txt; + bench extra, at the dev lock's pins: requirements-bench.txt).
 lock: | $(STAMP)
 	$(BIN)/uv pip compile --quiet --python-version 3.11 pyproject.toml -o requirements.txt
 	$(BIN)/uv pip compile --quiet --python-version 3.11 pyproject.toml --extra dev -c requirements.txt -o requirements-dev.txt
+	$(BIN)/uv pip compile --quiet --python-version 3.11 pyproject.toml --extra bench -c requirements-dev.txt -o requirements-bench.txt
 
 bench: $(STAMP) .env
 	set -a && . ./.env && set +a && $(BIN)/python bench/nightly.py $(BENCH_ARGS)
+
+## Forecast accuracy suite (issue 12): the engine against statsforecast / mlforecast anchors on
+## public data. Installs the benchmark-only lock (the `bench` extra, never in the image) first.
+## BENCH_ACCURACY_ARGS e.g. "--scale 0.1 --jobs 2 --json data/bench-accuracy/results.json".
+bench-accuracy: $(STAMP)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode -r requirements-bench.txt
+	$(BIN)/python bench/accuracy_suite.py $(BENCH_ACCURACY_ARGS)
 
 clean:
 	rm -rf data airflow_home .mypy_cache .ruff_cache .pytest_cache
