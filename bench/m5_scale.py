@@ -494,7 +494,7 @@ def table(args: argparse.Namespace, res: dict[str, dict[str, Any]]) -> str:
         )
     if f:
         lines.append(
-            f"\nfit split: LightGBM training (3 quantile boosters) {f['lgb_train_seconds']:.1f} s, "
+            f"\nfit split: LightGBM training (validation candidates + the P50) {f['lgb_train_seconds']:.1f} s, "
             f"panel + features + Dataset prep {f['panel_features_seconds']:.1f} s"
         )
     return "\n".join(lines)

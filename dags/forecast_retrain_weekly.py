@@ -19,9 +19,11 @@ On the history in `marts.fct_sales_daily` up to run date D:
    `forecast.model_registry` as `challenger` (data window, parameters,
    features, code version, artifact path and checksum);
 2. **evaluate** forecasts the same holdout windows with the challenger and the
-   current champion (from the same cutoffs) and stores both metric sets in
-   `forecast.model_evaluations`;
-3. **decide** promotes the challenger if its WAPE <= champion WAPE x (1 - margin)
+   current champion (from the same cutoffs) and stores both metric sets, and the
+   simple baselines' (role `baseline`), in `forecast.model_evaluations`;
+3. **decide** promotes the challenger if its WAPE beats the best simple baseline
+   on the same holdout rows (seasonal naive, moving average; by
+   `NIGHTCAST_BASELINE_MARGIN`, 0), its WAPE <= champion WAPE x (1 - margin)
    (`NIGHTCAST_PROMOTION_MARGIN`, 0.02) and it is sane (no NaN, no negative P50,
    P10-P90 coverage in [`NIGHTCAST_COVERAGE_MIN`, `NIGHTCAST_COVERAGE_MAX`] =
    [0.6, 0.95]); the old champion becomes `fallback` for 14 days. Otherwise the

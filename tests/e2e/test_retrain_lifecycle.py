@@ -7,6 +7,7 @@ follows.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -56,6 +57,7 @@ def test_a_winning_challenger_becomes_champion_and_the_old_one_fallback(
     # The first champion was trained on data up to night 1 (it saw the holdout):
     # accept any sane challenger that is not more than twice as bad.
     monkeypatch.setenv("NIGHTCAST_PROMOTION_MARGIN", "-1")
+    monkeypatch.setenv("NIGHTCAST_BASELINE_MARGIN", "-1")  # the tiny demo is noisy
     run(weekly, WEEK1, 3)
 
     reg = statuses()
@@ -79,11 +81,22 @@ def test_a_winning_challenger_becomes_champion_and_the_old_one_fallback(
     # Both models were scored on the same windows.
     evals = query(
         "select role, model_version, cutoffs, holdout_start, holdout_end, decision, rows_evaluated "
-        "from forecast.model_evaluations where run_date = ? order by role",
+        "from forecast.model_evaluations where run_date = ? order by role, model_version",
         [WEEK1],
     )
-    assert [(e[0], e[1]) for e in evals] == [("challenger", challenger), ("champion", first)]
-    assert evals[0][2:] == evals[1][2:] and evals[0][5] == "promoted" and evals[0][6] > 0
+    assert [(e[0], e[1]) for e in evals] == [
+        ("baseline", "baseline:moving_average"),
+        ("baseline", "baseline:seasonal_naive"),
+        ("challenger", challenger),
+        ("champion", first),
+    ]
+    assert all(e[2:5] == evals[2][2:5] for e in evals)
+    assert evals[2][5] == "promoted" and evals[2][6] > 0
+    # the registry speaks the analysts' terms: against the simple baselines, in words
+    assert "better than seasonal naive" in metrics or "worse than seasonal naive" in metrics
+    segments = json.loads(metrics)["backtest"]["segments"]
+    assert {s["segment_type"] for s in segments} == {"volume class", "demand pattern"}
+    assert all("seasonal naive" in s["text"] for s in segments)
 
 
 def test_rerunning_the_weekly_run_leaves_the_same_registry_rows(dags: Any) -> None:
@@ -102,6 +115,7 @@ def test_a_challenger_that_does_not_win_by_the_margin_is_rejected(
     _, weekly = dags
     before = statuses()
     monkeypatch.setenv("NIGHTCAST_PROMOTION_MARGIN", "0.99")
+    monkeypatch.setenv("NIGHTCAST_BASELINE_MARGIN", "-1")  # the champion rule is under test
     run(weekly, WEEK2, 3)
     reg = statuses()
     (new,) = set(reg) - set(before)

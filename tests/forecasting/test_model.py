@@ -66,17 +66,13 @@ def test_save_load_round_trip(
     fitted: ForecastModel, demand: pd.DataFrame, forecast: pd.DataFrame, tmp_path: Path
 ) -> None:
     fitted.save(tmp_path / "m")
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
-        "booster_p10.txt",
-        "booster_p50.txt",
-        "booster_p90.txt",
-        "model.json",
-    ]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["booster_p50.txt", "model.json"]
     loaded = ForecastModel.load(tmp_path / "m")
     again = loaded.predict(demand, cutoff=demand["ds"].max())
     pd.testing.assert_frame_equal(again, forecast, check_exact=True)
     assert loaded.feature_names == fitted.feature_names
     assert loaded.train_info == fitted.train_info
+    assert loaded.calibration == fitted.calibration
 
 
 def test_deterministic(demand: pd.DataFrame, forecast: pd.DataFrame) -> None:

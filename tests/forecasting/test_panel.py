@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from _demand import FAST
+from _demand import FAST, make_demand
 
 from nightcast.forecasting import ForecastModel
 from nightcast.forecasting.features import HistoryStats
@@ -67,3 +67,32 @@ def test_no_leakage_from_after_the_cutoff(demand: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(model.predict(future_changed, cutoff=cutoff), full)
     truncated = model.predict(demand[demand["ds"] <= cutoff], cutoff=cutoff)
     pd.testing.assert_frame_equal(truncated, full)
+
+
+def test_training_features_use_nothing_after_their_origin() -> None:
+    """Every feature of a row (s, o, h), a year back included, is the same when the panel
+    ends at o: training rows never see the periods they are asked to forecast."""
+    from nightcast.forecasting.features import HistoryStats
+    from nightcast.forecasting.panel import build_panel, freq_spec
+
+    df = make_demand(n_series=6, n_days=500, seed=4, sparse=False)
+    spec = freq_spec("D")
+    full = build_panel(df, spec, None, [], [], None)
+    o_day = pd.Timestamp("2024-02-20")
+    cut = build_panel(df, spec, o_day, [], [], None)
+    o = int((o_day - full.start) / full.step)
+    assert cut.n_periods == o + 1
+    h = np.tile(np.arange(1, 29), full.n_series)
+    s = np.repeat(np.arange(full.n_series), 28)
+    oo = np.full(len(s), o)
+    feats = []
+    for panel in (full, cut):
+        stats = HistoryStats(panel, spec)
+        scale = stats.scale(s, oo)
+        f = stats.origin_features(s, oo, scale)
+        f.update(stats.seasonal_features(s, oo, oo + h, scale))
+        feats.append(f)
+    assert {"year_ago_level", "year_ago_7"} <= set(feats[0])
+    assert np.isfinite(feats[0]["year_ago_7"]).all()  # a year of history: defined
+    for name in feats[0]:
+        np.testing.assert_array_equal(feats[0][name], feats[1][name], err_msg=name)

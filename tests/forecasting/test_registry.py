@@ -77,6 +77,29 @@ def test_insane_challenger_is_rejected_even_when_it_wins(
         assert not d.promote and why in d.reason and "sanity" in d.reason
 
 
+def test_a_challenger_no_better_than_the_best_simple_baseline_is_refused() -> None:
+    baselines = {"seasonal_naive": 0.45, "moving_average": 0.52}
+    for incumbent in (metrics(0.9), None):
+        d = decide_promotion(metrics(0.46), incumbent, POLICY, baselines)
+        assert not d.promote
+        assert "does not beat the best simple baseline, seasonal naive (0.4500)" in d.reason
+        # a tie does not beat it either; winning does (then the champion rule applies)
+        assert not decide_promotion(metrics(0.45), incumbent, POLICY, baselines).promote
+    assert decide_promotion(metrics(0.40), None, POLICY, baselines).promote
+    assert decide_promotion(metrics(0.40), metrics(0.5), POLICY, baselines).promote
+    # a baseline that cannot be scored (NaN) does not block
+    assert decide_promotion(metrics(0.40), None, POLICY, {"seasonal_naive": math.nan}).promote
+
+
+def test_versus_baselines_in_words() -> None:
+    from nightcast.forecasting.metrics import versus_baselines
+
+    text = versus_baselines(0.44, {"moving_average": 0.4583, "seasonal_naive": 0.50})
+    assert text == "4% better than a moving average, 12% better than seasonal naive"
+    assert versus_baselines(0.55, {"seasonal_naive": 0.50}) == "10% worse than seasonal naive"
+    assert versus_baselines(0.5, {"seasonal_naive": 0.5}) == "as good as seasonal naive"
+
+
 def test_no_champion_promotes_a_sane_challenger() -> None:
     d = decide_promotion(metrics(0.9), None, POLICY)
     assert d.promote and "no comparable champion" in d.reason
@@ -89,6 +112,12 @@ def test_policy_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NIGHTCAST_COVERAGE_MAX", "0.9")
     assert PromotionPolicy.from_env() == PromotionPolicy(0.5, 0.7, 0.9)
     assert not decide_promotion(metrics(0.4), metrics(0.5), PromotionPolicy.from_env()).promote
+    # a baseline margin: the challenger must beat the best baseline by that much
+    monkeypatch.setenv("NIGHTCAST_BASELINE_MARGIN", "0.1")
+    policy = PromotionPolicy.from_env()
+    assert policy.baseline_margin == 0.1
+    assert not decide_promotion(metrics(0.44), None, policy, {"seasonal_naive": 0.48}).promote
+    assert decide_promotion(metrics(0.43), None, policy, {"seasonal_naive": 0.48}).promote
 
 
 # ---------------------------------------------------------------------- statuses in the warehouse

@@ -22,7 +22,7 @@ import pandas as pd
 
 from nightcast.forecasting.features import HistoryStats
 from nightcast.forecasting.metrics import summarize
-from nightcast.forecasting.panel import DS, ID, Panel, Y, build_panel, validate_frame
+from nightcast.forecasting.panel import DS, ID, FreqSpec, Panel, Y, build_panel, validate_frame
 
 if TYPE_CHECKING:
     from nightcast.forecasting.model import ForecastModel
@@ -34,7 +34,15 @@ ColumnChoice = tuple[list[str] | None, list[str] | None]
 
 def _baselines(panel: Panel, model: ForecastModel) -> pd.DataFrame:
     """Baseline forecasts for every series from its last period (the cutoff)."""
-    spec, big_h = model.spec, model.horizon
+    return baseline_forecasts(panel, model.spec, model.horizon)
+
+
+def baseline_forecasts(panel: Panel, spec: FreqSpec, big_h: int) -> pd.DataFrame:
+    """Naive, seasonal naive and moving-average forecasts of ``big_h`` periods per series.
+
+    Each series is forecast from its last period (the cutoff); ``mase_scale`` is
+    its in-sample seasonal naive error.
+    """
     stats = HistoryStats(panel, spec)
     s = np.repeat(np.arange(panel.n_series, dtype=np.int64), big_h)
     h = np.tile(np.arange(1, big_h + 1, dtype=np.int64), panel.n_series)
@@ -120,6 +128,7 @@ def backtest(
     parts = []
     seconds: dict[str, float] = {}
     baseline_seconds: dict[str, float] = {}
+    recipes: dict[str, dict[str, object]] = {}
     for cutoff in cutoffs:
         history = df[df[DS] <= cutoff]
         t0 = time.perf_counter()
@@ -135,6 +144,12 @@ def backtest(
         t2 = time.perf_counter()
         key = str(cutoff.date())
         seconds[key] = round(t1 - t0, 3)
+        chosen = win.train_info.get("selection", {})
+        recipes[key] = {
+            "objective": chosen.get("objective"),
+            "rounds": chosen.get("rounds"),
+            "calibration": chosen.get("calibration"),
+        }
         baseline_seconds[key] = round(t2 - t1, 3)
         fc = fc.merge(base, on=[ID, DS], how="left")
         fc.insert(2, "cutoff", cutoff)
@@ -148,6 +163,7 @@ def backtest(
         "cutoffs": [str(c.date()) for c in cutoffs],
         "seconds": seconds,
         "baseline_seconds": baseline_seconds,
+        "recipes": recipes,
         "summary": summary.to_dict(orient="records"),
     }
     return result

@@ -24,7 +24,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nightcast.forecasting.metrics import coverage, pinball, summarize
+from nightcast.forecasting.metrics import (
+    coverage,
+    pinball,
+    segment_versus,
+    summarize,
+    versus_table,
+)
 from nightcast.forecasting.model import ForecastModel
 from nightcast.forecasting.panel import DS, ID, Y, freq_spec
 
@@ -205,6 +211,8 @@ def run_backtest(
         "seasonal_naive_fallback_share": round(fallback, 4),
         "wall_seconds": round(wall, 2),
         "metrics": _metrics(bt, meta),
+        "versus": _versus(bt),
+        "segments": _segments(bt, df),
         "per_window": _per_window(bt, meta.get("seconds", {})),
     }
 
@@ -238,6 +246,26 @@ def _metrics(bt: pd.DataFrame, meta: dict[str, Any]) -> dict[str, dict[str, Any]
             m["fit_predict_seconds"] = base_s  # all three baselines together
         out[name] = {k: _clean(v) for k, v in m.items()}
     return out
+
+
+BASELINES = ("naive", "seasonal_naive", "moving_average")
+
+
+def _scored(bt: pd.DataFrame) -> pd.DataFrame:
+    data = bt[~bt["is_stockout"]] if "is_stockout" in bt else bt
+    return data[data[Y].notna()]
+
+
+def _versus(bt: pd.DataFrame) -> dict[str, Any]:
+    """The engine's WAPE against the best baseline's, and against each in words."""
+    return versus_table(_scored(bt), "p50", BASELINES)
+
+
+def _segments(bt: pd.DataFrame, df: pd.DataFrame) -> list[dict[str, Any]]:
+    """Accuracy vs the baselines per volume class and demand pattern, classes taken
+    from each series' history before the first cutoff (what a planner knew then)."""
+    past = df[df[DS] <= pd.Timestamp(bt["cutoff"].min())]
+    return segment_versus(_scored(bt), past, "p50", BASELINES)
 
 
 def _per_window(bt: pd.DataFrame, seconds: dict[str, float]) -> list[dict[str, Any]]:
@@ -278,6 +306,16 @@ def format_report(rep: dict[str, Any]) -> str:
             f"{_fmt(m.get('pinball_p90')):>11}{_fmt(m.get('coverage_p10_p90'), True):>10}"
             f"{m['fit_predict_seconds']:>12.2f}"
         )
+    vs = rep.get("versus")
+    if vs:
+        lines += ["", f"engine vs the baselines: {vs['text']}"]
+    if rep.get("segments"):
+        lines += ["", "by segment (engine WAPE; vs the baselines, best first):"]
+        for sg in rep["segments"]:
+            lines.append(
+                f"  {sg['segment_type']:<15}{sg['segment']:<24}{sg['series']:>6} series  "
+                f"WAPE {_fmt(sg['engine_wape'])}  {sg['text']}"
+            )
     lines += ["", "WAPE per window:"]
     lines.append(f"{'cutoff':<12}" + "".join(f"{n:>16}" for n in MODELS))
     for w in rep["per_window"]:

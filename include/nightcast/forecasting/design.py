@@ -128,15 +128,20 @@ def training_rows(
     max_origins: int,
     max_train_rows: int | None,
     seed: int,
+    rows_per_pair: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(series, origin) pairs and sampled ``(pair, h)`` rows with a known target.
 
-    At most ``max_origins`` origins, every ``spec.origin_step`` periods back from
-    the second-to-last period; a series joins at an origin once it has
-    ``spec.scale_window`` periods of history. At most ``max_train_rows`` rows are
-    kept, sampled without replacement with ``seed``.
+    Origins are every period of the last ``max_origins`` x ``spec.origin_step``
+    periods before the last one (26 weeks of days for daily data); a series joins at an origin once it has
+    ``spec.scale_window`` periods of history. At most ``max_train_rows`` rows,
+    and at most ``rows_per_pair`` rows per pair on average, are kept, sampled
+    without replacement with ``seed``.
     """
     s, o = _training_pairs(panel, spec, max_origins)
+    if rows_per_pair is not None:
+        budget = max(1, int(len(s) * rows_per_pair))
+        max_train_rows = budget if max_train_rows is None else min(max_train_rows, budget)
     pair = np.repeat(np.arange(len(s), dtype=np.int64), horizon)
     hz = np.tile(np.arange(1, horizon + 1, dtype=np.int64), len(s))
     t = o[pair] + hz
@@ -155,7 +160,9 @@ def _training_pairs(
     panel: Panel, spec: FreqSpec, max_origins: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """The (series, origin) pairs with enough history before the origin and data after it."""
-    origins = np.arange(panel.n_periods - 2, -1, -spec.origin_step)[:max_origins]
+    # Every period of the last ``max_origins`` origin steps is an origin: a forecast
+    # may start on any weekday (nightly), so horizon h must not stand for one weekday.
+    origins = np.arange(panel.n_periods - 2, -1, -1)[: max_origins * spec.origin_step]
     min_hist = spec.scale_window
     s_grid, o_grid = np.meshgrid(np.arange(panel.n_series), origins, indexing="ij")
     s_all, o_all = s_grid.ravel(), o_grid.ravel()
@@ -177,6 +184,28 @@ def _training_pairs(
             min_hist + 1,
         )
     return s, o
+
+
+def validation_rows(
+    panel: Panel, spec: FreqSpec, horizon: int, cuts: list[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every series with enough history at each period of ``cuts``, one row per step.
+
+    Steps run ``1..horizon`` but not past the panel's last period; rows without
+    a known target (before a series starts, stock-outs) are left out.
+    """
+    s_parts, o_parts = [], []
+    for cut in cuts:
+        ok = (cut - panel.first + 1 >= spec.scale_window) & (panel.last > cut)
+        s_parts.append(np.flatnonzero(ok).astype(np.int64))
+        o_parts.append(np.full(int(ok.sum()), cut, dtype=np.int64))
+    s, o = np.concatenate(s_parts), np.concatenate(o_parts)
+    pair = np.repeat(np.arange(len(s), dtype=np.int64), horizon)
+    hz = np.tile(np.arange(1, horizon + 1, dtype=np.int64), len(s))
+    t = o[pair] + hz
+    keep = t < panel.n_periods
+    keep[keep] = ~np.isnan(panel.y[s[pair[keep]], t[keep]])
+    return s, o, np.column_stack([pair[keep], hz[keep]])
 
 
 def prediction_rows(panel: Panel, horizon: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -59,8 +59,10 @@ def dask_client(address: str, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> I
         client.close()
 
 
-def _partitions(client: Client, x: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
-    """Dask arrays of ``x``/``y``, one row block per worker, scattered to the workers."""
+def _partitions(
+    client: Client, x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None
+) -> tuple[Any, Any, Any]:
+    """Dask arrays of ``x``/``y``/``w``, one row block per worker, scattered to the workers."""
     import dask.array as da
 
     workers = list(client.scheduler_info()["workers"])
@@ -69,13 +71,16 @@ def _partitions(client: Client, x: np.ndarray, y: np.ndarray) -> tuple[Any, Any]
             f"the Dask cluster ({ADDRESS_SETTING}) has no workers: start some, or unset it"
         )
     bounds = np.linspace(0, len(y), min(len(workers), len(y)) + 1).astype(int)
-    xs, ys = [], []
+    xs, ys, ws = [], [], []
     for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
         # Pin block i to worker i so LightGBM really trains on every worker.
-        fx, fy = client.scatter([x[lo:hi], y[lo:hi]], workers=[workers[i]], direct=True)
-        xs.append(da.from_delayed(fx, shape=(hi - lo, x.shape[1]), dtype=x.dtype))
-        ys.append(da.from_delayed(fy, shape=(hi - lo,), dtype=y.dtype))
-    return da.concatenate(xs), da.concatenate(ys)
+        parts = [x[lo:hi], y[lo:hi]] + ([] if w is None else [w[lo:hi]])
+        futures = client.scatter(parts, workers=[workers[i]], direct=True)
+        xs.append(da.from_delayed(futures[0], shape=(hi - lo, x.shape[1]), dtype=x.dtype))
+        ys.append(da.from_delayed(futures[1], shape=(hi - lo,), dtype=y.dtype))
+        if w is not None:
+            ws.append(da.from_delayed(futures[2], shape=(hi - lo,), dtype=w.dtype))
+    return da.concatenate(xs), da.concatenate(ys), (da.concatenate(ws) if ws else None)
 
 
 def _fit(client: Client, params: dict[str, Any], data: lgb.Dataset) -> lgb.Booster:
@@ -83,9 +88,16 @@ def _fit(client: Client, params: dict[str, Any], data: lgb.Dataset) -> lgb.Boost
 
     x = np.asarray(data.data)
     y = np.asarray(data.label, dtype=np.float64)
-    dx, dy = _partitions(client, x, y)
+    w = None if data.weight is None else np.asarray(data.weight, dtype=np.float64)
+    dx, dy, dw = _partitions(client, x, y, w)
     est = DaskLGBMRegressor(client=client, **{k: v for k, v in params.items() if k not in _DROP})
-    est.fit(dx, dy, feature_name=data.feature_name, categorical_feature=data.categorical_feature)
+    est.fit(
+        dx,
+        dy,
+        sample_weight=dw,
+        feature_name=data.feature_name,
+        categorical_feature=data.categorical_feature,
+    )
     return est.booster_
 
 

@@ -13,7 +13,11 @@ value is the same number clipped at zero and sorted against the other
 quantiles, so the two differ only where the raw value was negative or crossed.
 ``base_value`` is what the model would forecast for this series knowing only
 its scale (the booster's average ratio times the scale); a contribution is how
-many units one feature moved this forecast away from it.
+many units one feature moved this forecast away from it. With a log-link
+objective (Tweedie) SHAP values add up in log space: the base is then
+exp(base) times the scale, and ``prediction - base_value`` is shared between the
+features in proportion to their log-space contributions (additive again, same
+signs and order).
 
 Feature values are reported in readable units: level features (lags, rolling
 means, EWMs, seasonal means), which the model sees divided by the scale, are
@@ -32,6 +36,8 @@ import pandas as pd
 from nightcast.forecasting.model import ForecastModel, PredictionDesign
 from nightcast.forecasting.panel import DS, ID
 
+# Objectives whose booster output is exp(raw score): SHAP values are in log space.
+LOG_LINK = ("tweedie", "poisson", "gamma")
 # Features computed as (level / scale): multiplied back to units for display.
 SCALED_PREFIXES = ("lag_", "last_known", "mean_", "std_", "ewm_", "season_mean_")
 EXPLANATION_COLUMNS = [
@@ -120,7 +126,30 @@ def contributions(
         raise ValueError(f"quantile {quantile!r} is not one of the model's {model.quantile_names}")
     extra: dict[str, Any] = {} if num_threads is None else {"num_threads": num_threads}
     raw = np.asarray(booster.predict(design.x, pred_contrib=True, **extra), dtype=np.float64)
-    return raw * design.scale[:, None]
+    out = _in_units(booster, raw, design.scale)
+    if model.calibration is not None and quantile == "p50":
+        # The published P50 is the booster's forecast moved towards the median by the
+        # calibration: that move is part of the base (what no feature explains).
+        shift = model.calibration.p50_shift(
+            design.scale, design.horizon, model.dispersion(design.x)
+        )
+        out[:, -1] += shift
+    return out
+
+
+def _in_units(booster: Any, raw: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """SHAP values (features, then base) of the booster's ratio output, in units."""
+    if booster.params.get("objective") not in LOG_LINK:
+        return raw * scale[:, None]
+    # Log link: SHAP values add up in log space. In units, the base is exp(base) x scale
+    # and each feature gets its share of (prediction - base) in proportion to its
+    # log-space contribution: same signs, same ranking, and still additive.
+    base = np.exp(raw[:, -1]) * scale
+    pred = np.exp(raw.sum(axis=1)) * scale
+    total = raw[:, :-1].sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        factor = np.where(total != 0, (pred - base) / total, 0.0)
+    return np.column_stack([raw[:, :-1] * factor[:, None], base])
 
 
 def top_contributions(

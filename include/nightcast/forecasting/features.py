@@ -115,6 +115,13 @@ class HistoryStats:
         feats["since_sale"] = np.where(ls >= 0, o - ls, o - self.first[s] + 1).astype(np.float64)
         for a in EWM_ALPHAS:
             feats[f"ewm_{a:g}"] = self.ewm[a][s, o] / scale
+        # The level a year before the origin (NaN without a year of history): with
+        # the same-time-last-year features of the target, last year's change.
+        back = o - spec.year
+        feats["year_ago_level"] = (
+            np.where(back >= 0, self.mean(s, np.maximum(back, 0), spec.scale_window), np.nan)
+            / scale
+        )
         return feats
 
     def seasonal_features(
@@ -136,4 +143,11 @@ class HistoryStats:
                 feats[f"season_mean_{k}"] = (
                     np.where(cnt > 0, tot / np.maximum(cnt, 1), np.nan) / scale
                 )
+        for w in self.spec.year_windows:
+            # Mean of the w periods centred on the target's date a year before; only
+            # periods up to the origin (none for a horizon within w // 2 of a year).
+            end = t - self.spec.year + w // 2
+            ok = (end >= 0) & (end <= o)
+            val = self.mean(s, np.clip(end, 0, None), w)
+            feats[f"year_ago_{w}"] = np.where(ok, val, np.nan) / scale
         return feats

@@ -17,6 +17,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from nightcast.audit import record_override
+from nightcast.forecasting.metrics import BASELINE_LABELS, best_baseline
 from nightcast.forecasting.registry import (
     RegistryError,
     as_date,
@@ -32,6 +33,7 @@ log = logging.getLogger("nightcast.forecasting")
 FALLBACK_DAYS = 14
 DEFAULT_MARGIN = 0.02
 DEFAULT_COVERAGE_BAND = (0.6, 0.95)
+DEFAULT_BASELINE_MARGIN = 0.0
 
 
 @dataclass(frozen=True)
@@ -57,10 +59,13 @@ class PromotionPolicy:
     margin: float = DEFAULT_MARGIN
     coverage_low: float = DEFAULT_COVERAGE_BAND[0]
     coverage_high: float = DEFAULT_COVERAGE_BAND[1]
+    # The challenger's WAPE must be below the best simple baseline's x (1 - this).
+    baseline_margin: float = DEFAULT_BASELINE_MARGIN
 
     @classmethod
     def from_env(cls) -> PromotionPolicy:
-        """NIGHTCAST_PROMOTION_MARGIN (0.02), NIGHTCAST_COVERAGE_MIN (0.6), NIGHTCAST_COVERAGE_MAX (0.95)."""
+        """NIGHTCAST_PROMOTION_MARGIN (0.02), NIGHTCAST_COVERAGE_MIN (0.6),
+        NIGHTCAST_COVERAGE_MAX (0.95), NIGHTCAST_BASELINE_MARGIN (0)."""
         return cls(
             margin=float(os.environ.get("NIGHTCAST_PROMOTION_MARGIN") or DEFAULT_MARGIN),
             coverage_low=float(
@@ -68,6 +73,9 @@ class PromotionPolicy:
             ),
             coverage_high=float(
                 os.environ.get("NIGHTCAST_COVERAGE_MAX") or DEFAULT_COVERAGE_BAND[1]
+            ),
+            baseline_margin=float(
+                os.environ.get("NIGHTCAST_BASELINE_MARGIN") or DEFAULT_BASELINE_MARGIN
             ),
         )
 
@@ -97,12 +105,29 @@ def sanity_problems(m: HoldoutMetrics, policy: PromotionPolicy) -> list[str]:
 
 
 def decide_promotion(
-    challenger: HoldoutMetrics, incumbent: HoldoutMetrics | None, policy: PromotionPolicy
+    challenger: HoldoutMetrics,
+    incumbent: HoldoutMetrics | None,
+    policy: PromotionPolicy,
+    baselines: dict[str, float] | None = None,
 ) -> Decision:
-    """Promote a sane challenger that beats the champion's WAPE by ``policy.margin`` (or has none to beat)."""
+    """Promote a sane challenger that beats the best simple baseline's WAPE and the
+    champion's by ``policy.margin`` (or has no champion to beat).
+
+    ``baselines`` are the simple baselines' WAPE on the same holdout rows (e.g.
+    seasonal naive, a moving average): a model no better than the best of them
+    is not worth serving, whatever the champion does.
+    """
     problems = sanity_problems(challenger, policy)
     if problems:
         return Decision(False, "failed sanity checks: " + "; ".join(problems))
+    best = best_baseline(baselines or {})
+    if best is not None and not challenger.wape < best[1] * (1 - policy.baseline_margin):
+        label = BASELINE_LABELS.get(best[0], best[0])
+        return Decision(
+            False,
+            f"WAPE {challenger.wape:.4f} does not beat the best simple baseline, "
+            f"{label} ({best[1]:.4f}), on the holdout",
+        )
     if incumbent is None or math.isnan(incumbent.wape):
         return Decision(True, f"no comparable champion; sane (WAPE {challenger.wape:.4f})")
     bar = incumbent.wape * (1 - policy.margin)
@@ -283,19 +308,17 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         "trained_for",
         "train_end",
         "holdout_wape",
+        "vs_best_baseline",
         "fallback_until",
         "reason",
     )
     lines = []
     for r in rows:
-        wape = None
+        wape, versus = None, ""
         with contextlib.suppress(ValueError, AttributeError):
-            wape = (
-                json.loads(r.get("metrics") or "{}")
-                .get("backtest", {})
-                .get("model", {})
-                .get("wape")
-            )
+            bt = json.loads(r.get("metrics") or "{}").get("backtest", {})
+            wape = bt.get("model", {}).get("wape")
+            versus = str(bt.get("versus") or "").split(", ")[0]  # the best baseline first
         lines.append(
             (
                 str(r["model_version"]),
@@ -303,6 +326,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
                 str(r["trained_for_run"] or ""),
                 str(r["train_end"] or ""),
                 "" if wape is None else f"{wape:.4f}",
+                versus,
                 str(r["fallback_until"] or ""),
                 str(r["status_reason"] or ""),
             )

@@ -119,3 +119,117 @@ def summarize(
     out = pd.DataFrame(rows)
     out.index = pd.Index(out["model"].tolist())
     return out
+
+
+# ----------------------------------------------------------------------------- analyst terms
+BASELINE_LABELS = {
+    "naive": "naive (the last value)",
+    "seasonal_naive": "seasonal naive",
+    "moving_average": "a moving average",
+}
+
+
+def versus_baselines(model_wape: float, baselines: dict[str, float]) -> str:
+    """``model_wape`` against each baseline's in words, the best baseline first.
+
+    e.g. "12% better than seasonal naive, 4% better than a moving average"
+    (better = lower WAPE, relative to the baseline's WAPE).
+    """
+    parts = []
+    for name, b in sorted(baselines.items(), key=lambda kv: kv[1]):
+        label = BASELINE_LABELS.get(name, name.replace("_", " "))
+        if not (np.isfinite(b) and b > 0 and np.isfinite(model_wape)):
+            parts.append(f"not comparable with {label}")
+            continue
+        gain = 1.0 - model_wape / b
+        if abs(gain) < 0.005:
+            parts.append(f"as good as {label}")
+        else:
+            parts.append(f"{abs(gain):.0%} {'better' if gain > 0 else 'worse'} than {label}")
+    return ", ".join(parts)
+
+
+def best_baseline(baselines: dict[str, float]) -> tuple[str, float] | None:
+    """The baseline with the lowest finite WAPE, or None."""
+    ok = {k: v for k, v in baselines.items() if np.isfinite(v)}
+    if not ok:
+        return None
+    name = min(ok, key=lambda k: ok[k])
+    return name, ok[name]
+
+
+# Demand patterns (Syntetos & Boylan, 2005): average demand interval (ADI) and squared
+# coefficient of variation of non-zero demand (CV2), cut at their published 1.32 / 0.49.
+ADI_CUT = 1.32
+CV2_CUT = 0.49
+
+
+def demand_pattern(y: ArrayLike) -> str:
+    """'smooth', 'erratic', 'intermittent', 'lumpy' or 'no demand' for one series' history."""
+    a = np.asarray(y, dtype=np.float64)
+    a = a[~np.isnan(a)]
+    nz = a[a > 0]
+    if len(nz) == 0:
+        return "no demand"
+    adi = len(a) / len(nz)
+    cv2 = float(np.var(nz) / np.mean(nz) ** 2) if len(nz) > 1 else 0.0
+    if adi < ADI_CUT:
+        return "smooth" if cv2 < CV2_CUT else "erratic"
+    return "intermittent" if cv2 < CV2_CUT else "lumpy"
+
+
+def volume_class(volume: pd.Series) -> pd.Series:
+    """ABC class per series: A = the largest series making 80% of the volume, B the next 15%."""
+    v = volume.clip(lower=0).sort_values(ascending=False, kind="stable")
+    total = float(v.sum())
+    if total <= 0:
+        return pd.Series("C", index=volume.index)
+    before = (v.cumsum() - v) / total  # share of volume in larger series
+    cls = np.where(before < 0.80, "A", np.where(before < 0.95, "B", "C"))
+    return pd.Series(cls, index=v.index).reindex(volume.index)
+
+
+VOLUME_LABELS = {"A": "A (top 80% of volume)", "B": "B (next 15%)", "C": "C (last 5%)"}
+
+
+def versus_table(frame: pd.DataFrame, model: str, baselines: tuple[str, ...]) -> dict[str, object]:
+    """``model``'s WAPE on ``frame`` (columns y and forecasts) against the baselines'."""
+    base = {b: wape(frame["y"], frame[b]) for b in baselines}
+    engine = wape(frame["y"], frame[model])
+    best = best_baseline(base)
+    return {
+        "engine_wape": None if not np.isfinite(engine) else round(engine, 4),
+        "best_baseline": best[0] if best else None,
+        "best_baseline_wape": round(best[1], 4) if best else None,
+        "text": versus_baselines(engine, base),
+    }
+
+
+def segment_versus(
+    frame: pd.DataFrame, past: pd.DataFrame, model: str, baselines: tuple[str, ...]
+) -> list[dict[str, object]]:
+    """Accuracy against the baselines per volume class (ABC) and per demand pattern.
+
+    ``frame`` holds one scored row per series and date (``unique_id, y`` and the
+    forecast columns); ``past`` is the history the segments are read from
+    (``unique_id, y``: what a planner knew when the forecasts were made).
+    """
+    volume = past.groupby("unique_id")["y"].sum()
+    pattern = past.groupby("unique_id")["y"].apply(lambda s: demand_pattern(s.to_numpy()))
+    seg = pd.DataFrame(
+        {"volume class": volume_class(volume).map(VOLUME_LABELS), "demand pattern": pattern}
+    )
+    data = frame.merge(seg, left_on="unique_id", right_index=True, how="left")
+    out: list[dict[str, object]] = []
+    for kind in ("volume class", "demand pattern"):
+        for name, part in data.groupby(kind, sort=True):
+            out.append(
+                {
+                    "segment_type": kind,
+                    "segment": str(name),
+                    "series": int(part["unique_id"].nunique()),
+                    "rows": len(part),
+                    **versus_table(part, model, baselines),
+                }
+            )
+    return out

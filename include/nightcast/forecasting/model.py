@@ -1,11 +1,12 @@
 """``ForecastModel``: a direct multi-horizon, multi-quantile LightGBM forecaster.
 
-One global LightGBM model per quantile is trained on rows ``(series, origin, h)``
+One global LightGBM model (the P50) is trained on rows ``(series, origin, h)``
 with features computed at the origin only (see :mod:`.features`), the horizon
-``h`` as a feature, and the target scaled by the series' recent mean. Training
-choices that differ between daily and weekly data are in :data:`RECIPES`. The
-design-matrix rows and features are built in :mod:`.design`, the per-quantile
-boosters trained in :mod:`.training`.
+``h`` as a feature, and the target scaled by the series' recent mean. The last
+``horizon`` periods of the training data are its validation window: the P50
+objective and number of rounds are chosen on it (:mod:`.training`), and the
+other quantiles are calibrated on its residuals (:mod:`.calibration`). The
+design-matrix rows and features are built in :mod:`.design`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from nightcast.forecasting.calibration import Calibration, fit_calibration
 from nightcast.forecasting.design import COUNTRY_COL as COUNTRY_COL
 from nightcast.forecasting.design import (
     FeatureLayout,
@@ -26,6 +28,7 @@ from nightcast.forecasting.design import (
     design_matrix,
     prediction_rows,
     training_rows,
+    validation_rows,
 )
 from nightcast.forecasting.device import resolve_device
 from nightcast.forecasting.features import HistoryStats
@@ -39,21 +42,30 @@ from nightcast.forecasting.panel import (
     resolve_columns,
     validate_frame,
 )
-from nightcast.forecasting.training import Trainer, TrainingSet, train_boosters
+from nightcast.forecasting.training import (
+    CANDIDATES,
+    MAX_BIAS,
+    Trainer,
+    TrainingSet,
+    ValidationSet,
+    select_and_train,
+)
 from nightcast.forecasting.training import quantile_name as _qname
 from nightcast.monitoring.drift import reference_bins
 
 log = logging.getLogger("nightcast.forecasting")
 
 DEFAULT_PARAMS: dict[str, Any] = {
-    "learning_rate": 0.05,
+    "learning_rate": 0.1,
     "num_leaves": 31,
     "min_data_in_leaf": 20,
     "feature_fraction": 0.9,
     "bagging_fraction": 0.8,
     "bagging_freq": 1,
     "lambda_l2": 1.0,
-    "num_iterations": 300,
+    # The most rounds: fewer are chosen by early stopping on the validation windows
+    # unless ``num_iterations`` is set explicitly.
+    "num_iterations": 500,
     "max_cat_to_onehot": 8,
     "seed": 0,
     "deterministic": True,
@@ -62,51 +74,50 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "verbosity": -1,
     "device_type": "cpu",
 }
-OBJECTIVES = ("l2", "tweedie", "quantile", "l1")
-# Per-frequency training recipe. ``lgb`` entries apply unless set in ``params``.
-# Weekly (tuned on the Online Retail benchmark, bench/online_retail_weekly.py):
-# - p50_resample: the P50 booster trains on rows resampled in proportion to their
-#   scale (capped at its ``weight_cap_q`` quantile), so its loss is in units, as
-#   WAPE is, instead of in ratios where lumpy low-volume items dominate;
-# - p50_objective/p50_alpha: the P50 is the 0.63 quantile of that unit-weighted
-#   loss (the median of lumpy demand under-forecasts totals by ~20%; 0.63 keeps
-#   the bias within a few percent at almost the median's WAPE). Only replaces the
-#   default objective ('l2');
-# - calendar: no calendar features (with under a year of history, week-of-year /
-#   month / weeks-to-Christmas values in the forecast window are never seen in
-#   training, and trees extrapolate them badly);
-# - lgb: 60 rounds at learning rate 0.1 (fit + predict in ~2 s for 1,000 items).
-RECIPES: dict[str, dict[str, Any]] = {
-    "D": {
-        "p50_resample": False,
-        "weight_cap_q": 1.0,
-        "p50_objective": None,
-        "p50_alpha": 0.5,
-        "calendar": None,  # None = all calendar features
-        "lgb": {},
-    },
-    "W": {
-        "p50_resample": True,
-        "weight_cap_q": 0.99,
-        "p50_objective": "quantile",
-        "p50_alpha": 0.63,
-        "calendar": (),
-        "lgb": {"num_iterations": 60, "learning_rate": 0.1},
-    },
-}
-RECIPE_OVERRIDES: dict[str, Any] = {}  # for experiments
+# 'auto' chooses among the training candidates on the validation windows (see
+# nightcast.forecasting.training); the others fix the P50 objective.
+OBJECTIVES = ("auto", "l2", "tweedie", "quantile", "l1")
+# Training rows per (series, origin) pair, on average. Every period of the last
+# ``max_origins`` weeks is an origin (daily and weekly data alike), and each origin's
+# horizon steps share all features but the step and the target's calendar: a few
+# random steps per origin carry nearly all the information at a fraction of the
+# cost (daily: 52 weeks x 7 origins x 0.5 = 182 rows per series).
+ROWS_PER_PAIR: dict[str, float | None] = {"D": 0.5, "W": 1.0}
+# Calendar features whose values cycle once a year: only used when the training
+# targets span a whole year before the forecast, so no value in the forecast window
+# is unseen in training (trees extrapolate an unseen month as the nearest seen one).
+YEARLY_CALENDAR = ("month", "week_of_year", "weeks_to_xmas")
+# Validation windows of ``horizon`` periods at the end of the training data, forecast
+# by one twin trained before the first: the second is forecast by a model one horizon
+# older, as a weekly-retrained model is late in its week, so the intervals calibrated
+# on both cover that staleness and one window's shocks do not decide alone.
+VALID_WINDOWS = 2
+MIN_FIT_ROWS = 100
+# Training rows weigh their series' scale (capped at this quantile): the loss on
+# demand / scale then counts units, as WAPE does, instead of letting the ratios of
+# many small, lumpy series outweigh the few that make most of the volume.
+WEIGHT_CAP_Q = 0.99
+
+
+def _weights(scale: np.ndarray) -> np.ndarray:
+    return np.minimum(scale, np.quantile(scale, WEIGHT_CAP_Q))
 
 
 class ForecastModel:
     """Direct multi-horizon quantile forecaster over long-format data.
 
     ``params`` are LightGBM parameters merged over :data:`DEFAULT_PARAMS`
-    (``device`` may be 'cpu', 'gpu', 'cuda' or 'auto'; ``num_iterations`` sets
-    the number of boosting rounds). ``objective`` is the P50 objective; other
-    quantiles use the pinball ('quantile') objective. Training origins are taken
-    every 7 days (1 week) back from the end, at most ``max_origins`` of them, and
-    at most ``max_train_rows`` rows are sampled (deterministically) for training.
-    ``trainer`` replaces ``lgb.train`` for each booster (see :data:`Trainer`).
+    (``device`` may be 'cpu', 'gpu', 'cuda' or 'auto'; ``num_iterations`` set
+    here fixes the number of boosting rounds, else early stopping chooses it).
+    ``objective`` is the P50 objective ('auto': chosen on the validation
+    windows); the other quantiles are calibrated around the P50 on those
+    windows' residuals (:mod:`.calibration`). Training origins are every period
+    of the last ``max_origins`` weeks (daily data) or weeks (weekly), with a few
+    horizon steps each (:data:`ROWS_PER_PAIR`), and at most ``max_train_rows``
+    rows are sampled (deterministically) for training.
+    ``trainer`` trains the final booster instead of ``lgb.train`` (see
+    :data:`Trainer`; e.g. a Dask cluster): the winner is then refitted on every
+    row rather than continued.
     """
 
     def __init__(
@@ -115,8 +126,8 @@ class ForecastModel:
         horizon: int = 28,
         freq: str = "D",
         quantiles: tuple[float, ...] = (0.1, 0.5, 0.9),
-        objective: str = "l2",
-        max_origins: int = 26,
+        objective: str = "auto",
+        max_origins: int = 52,
         max_train_rows: int | None = 1_000_000,
         trainer: Trainer | None = None,
     ) -> None:
@@ -126,6 +137,8 @@ class ForecastModel:
             raise ValueError(f"objective={objective!r} is not one of {OBJECTIVES}")
         if not quantiles or any(not 0 < q < 1 for q in quantiles):
             raise ValueError(f"quantiles must be in (0, 1), got {quantiles}")
+        if not any(abs(q - 0.5) < 1e-9 for q in quantiles):
+            raise ValueError(f"quantiles must include 0.5 (the P50), got {quantiles}")
         self.spec = freq_spec(freq)
         merged = {**DEFAULT_PARAMS, **(params or {})}
         if "device" in merged:
@@ -138,17 +151,21 @@ class ForecastModel:
         self.objective = objective
         self.max_origins = int(max_origins)
         self.max_train_rows = max_train_rows
-        self.trainer: Trainer = trainer or lgb.train
+        self.trainer: Trainer | None = trainer
         self.boosters: dict[str, lgb.Booster] = {}
         self.static_cols: list[str] = []
         self.exog_cols: list[str] = []
         self.stockout_col: str | None = "is_stockout"
         self.categories: dict[str, list[str]] = {}
+        # Calendar features used (None = all), chosen from the training data at fit.
+        self.calendar: tuple[str, ...] | None = None
         self._features: list[str] = []
         self._train_info: dict[str, Any] = {}
         self.metrics: dict[str, Any] = {}
         # Training feature distribution (nightcast.monitoring.drift); None for old artifacts.
         self.reference_bins: dict[str, Any] | None = None
+        # Quantiles around the P50 (None: an artifact with one booster per quantile).
+        self.calibration: Calibration | None = None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -167,10 +184,13 @@ class ForecastModel:
     def quantile_names(self) -> list[str]:
         return [_qname(q) for q in self.quantiles]
 
-    @property
-    def recipe(self) -> dict[str, Any]:
-        """Training choices that depend on the frequency (see :data:`RECIPES`)."""
-        return {**RECIPES[self.spec.name], **RECIPE_OVERRIDES}
+    def _calendar_for(self, panel: Panel, origins: np.ndarray) -> tuple[str, ...] | None:
+        """Calendar features (None = all): yearly ones only with a year of training targets."""
+        span = (panel.n_periods - 1 - int(origins.min())) * self.spec.step
+        if span >= pd.Timedelta(days=365):
+            return None
+        names = ("day_of_week", "day_of_month") if self.spec.daily else ()
+        return tuple(n for n in names if n not in YEARLY_CALENDAR)
 
     def clone(self) -> ForecastModel:
         """An unfitted copy with the same settings."""
@@ -184,7 +204,7 @@ class ForecastModel:
     # ------------------------------------------------------------------ design matrix
     def _layout(self) -> FeatureLayout:
         return FeatureLayout(
-            self.spec, self.horizon, self.recipe["calendar"], self.exog_cols,
+            self.spec, self.horizon, self.calendar, self.exog_cols,
             self.static_cols, self.categories,
         )  # fmt: skip
 
@@ -206,7 +226,13 @@ class ForecastModel:
         """(series, origin) pairs and sampled ``(pair, h)`` rows with a known target."""
         seed = int(self._params.get("seed", 0))
         return training_rows(
-            panel, self.spec, self.horizon, self.max_origins, self.max_train_rows, seed
+            panel,
+            self.spec,
+            self.horizon,
+            self.max_origins,
+            self.max_train_rows,
+            seed,
+            ROWS_PER_PAIR[self.spec.name],
         )
 
     # ------------------------------------------------------------------ fit
@@ -239,14 +265,40 @@ class ForecastModel:
         }
         stats = HistoryStats(panel, self.spec)
         s, o, rows = self._training_rows(panel)
+        self.calendar = self._calendar_for(panel, o)
         self._features = []
         x, scale = self._design(panel, stats, s, o, rows)
         self.reference_bins = reference_bins(x, self._features, self.static_cols)
         target = panel.y[s[rows[:, 0]], o[rows[:, 0]] + rows[:, 1]] / scale
-        data = TrainingSet(x, target, scale, self._features, self.static_cols)
-        self.boosters = train_boosters(
-            data, self._train_params(), self.recipe, self.quantiles, self.objective, self.trainer
+        data = TrainingSet(x, target, scale, self._features, self.static_cols, _weights(scale))
+        fit_rows, valid, vh, vdisp, vwin, cuts = self._validation(panel, stats, s, o, rows)
+        selection = select_and_train(
+            data,
+            fit_rows,
+            valid,
+            self._train_params(),
+            self._candidates(target),
+            "num_iterations" not in self._user_params,
+            self.trainer,
         )
+        self.boosters = {_qname(0.5): selection.booster}
+        if valid is not None and selection.valid_p50 is not None:
+            days = ", ".join(str(d.date()) for d in panel.dates(np.asarray(cuts)))
+            source = f"validation windows after {days}"
+            y_c, p_c, sc_c, h_c, d_c = valid.y, selection.valid_p50, valid.scale, vh, vdisp
+            w_c = vwin
+        else:  # too little history for a validation window: in-sample residuals (narrower)
+            source = "in-sample residuals (no validation window)"
+            y_c, p_c, sc_c = (
+                target * scale,
+                np.maximum(selection.booster.predict(x), 0.0) * scale,
+                scale,
+            )
+            h_c, d_c, w_c = rows[:, 1], self.dispersion(x), np.zeros(len(rows))
+        self.calibration, calibrated = fit_calibration(
+            y_c, p_c, sc_c, h_c, d_c, self.horizon, self.quantiles, source, w_c, MAX_BIAS
+        )
+        selection.info["calibration"] = calibrated
         dates = panel.dates(np.array([0, panel.n_periods - 1]))
         self._train_info = {
             "rows": int((df[DS] <= cut).sum()),
@@ -255,6 +307,8 @@ class ForecastModel:
             "end": str(dates[1].date()),
             "train_rows": len(target),
             "origins": len(np.unique(o)),
+            "selection": selection.info,
+            "calibration": {"rows": self.calibration.rows, "source": self.calibration.source},
             "fit_seconds": round(time.perf_counter() - t0, 3),
         }
         log.info(
@@ -264,12 +318,53 @@ class ForecastModel:
         return self
 
     def _train_params(self) -> dict[str, Any]:
-        """LightGBM parameters for training: the recipe's, unless the user set them."""
+        """LightGBM parameters for training, on the device resolved for this machine."""
         params = dict(self._params)
-        lgb_recipe = self.recipe["lgb"]
-        params.update({k: v for k, v in lgb_recipe.items() if k not in self._user_params})
         params["device_type"] = resolve_device(str(params.get("device_type", "cpu")))
         return params
+
+    def _candidates(self, target: np.ndarray) -> list[str]:
+        """P50 objectives to choose from: the set one, or every candidate for 'auto'."""
+        if self.objective != "auto":
+            return [self.objective]
+        names = list(CANDIDATES)
+        if np.nanmin(target) < 0:  # Tweedie needs non-negative targets (returns net of sales)
+            names.remove("tweedie")
+        return names
+
+    def dispersion(self, x: np.ndarray) -> np.ndarray:
+        """Each row's recent coefficient of variation (the calibration's bins)."""
+        return x[:, self._features.index(f"std_{self.spec.scale_window}")].astype(np.float64)
+
+    def _validation(
+        self, panel: Panel, stats: HistoryStats, s: np.ndarray, o: np.ndarray, rows: np.ndarray
+    ) -> tuple[
+        np.ndarray | None, ValidationSet | None, np.ndarray, np.ndarray, np.ndarray, list[int]
+    ]:
+        """The last ``VALID_WINDOWS`` x ``horizon`` periods as validation windows.
+
+        Returns the training rows whose targets fall before the first window (what
+        the candidates train on), every series' rows forecast from each window's
+        origin, their steps, dispersion and window (origin period), and the windows'
+        origin periods. Fewer
+        windows when the history is short; none (all None) when it is too short.
+        """
+        last = panel.n_periods - 1
+        empty = np.zeros(0)
+        for n in range(VALID_WINDOWS, 0, -1):
+            cuts = [last - self.horizon * k for k in range(n, 0, -1)]
+            if cuts[0] < self.spec.scale_window:
+                continue
+            fit_rows = np.flatnonzero(o[rows[:, 0]] + rows[:, 1] <= cuts[0])
+            vs, vo, vrows = validation_rows(panel, self.spec, self.horizon, cuts)
+            if len(fit_rows) < MIN_FIT_ROWS or len(vrows) < 1:
+                continue
+            vx, vscale = self._design(panel, stats, vs, vo, vrows)
+            vy = panel.y[vs[vrows[:, 0]], vo[vrows[:, 0]] + vrows[:, 1]]
+            valid = ValidationSet(vx, vy, vscale)
+            window = vo[vrows[:, 0]]
+            return fit_rows, valid, vrows[:, 1], self.dispersion(vx), window, cuts
+        return None, None, empty, empty, empty, []
 
     # ------------------------------------------------------------------ predict
     def predict(
@@ -286,8 +381,14 @@ class ForecastModel:
         t0 = time.perf_counter()
         design = self.prediction_design(df_history, future_df, cutoff)
         x, scale = design.x, design.scale
-        preds = np.column_stack([self.boosters[n].predict(x) for n in self.quantile_names])
-        preds = np.sort(np.maximum(preds * scale[:, None], 0.0), axis=1)
+        if self.calibration is None:  # an artifact with one booster per quantile
+            preds = np.column_stack([self.boosters[n].predict(x) for n in self.quantile_names])
+            preds *= scale[:, None]
+        else:
+            p50 = np.maximum(self.boosters[_qname(0.5)].predict(x) * scale, 0.0)
+            cal = self.calibration.quantiles(p50, scale, design.horizon, self.dispersion(x))
+            preds = np.column_stack([cal[n] for n in self.quantile_names])
+        preds = np.sort(np.maximum(preds, 0.0), axis=1)
         out = pd.DataFrame({ID: design.ids, DS: design.dates, "horizon": design.horizon})
         for j, name in enumerate(self.quantile_names):
             out[name] = preds[:, j]

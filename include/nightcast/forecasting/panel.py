@@ -32,6 +32,11 @@ class FreqSpec:
     origin_step: int
     ma_window: int
     daily: bool
+    # A year back, in whole seasons (364 days keeps the weekday), and the windows
+    # of the "same time last year" features around the target (none for weekly,
+    # where the 52-weeks-back seasonal mean is that feature already).
+    year: int = 364
+    year_windows: tuple[int, ...] = (7,)
 
 
 def freq_spec(freq: str) -> FreqSpec:
@@ -43,7 +48,9 @@ def freq_spec(freq: str) -> FreqSpec:
         )
     if key == "W" or key.startswith("W-"):
         # Scale = mean of the last 8 weeks: 4 is too noisy for lumpy weekly item demand.
-        return FreqSpec("W", pd.Timedelta(days=7), 52, (4, 8, 13, 26), (1, 2), 8, 8, 1, 4, False)
+        return FreqSpec(
+            "W", pd.Timedelta(days=7), 52, (4, 8, 13, 26), (1, 2), 8, 8, 1, 4, False, 52, ()
+        )
     raise ValueError(f"freq={freq!r} is not supported: use 'D' (daily) or 'W' (weekly)")
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from nightcast.config import Settings
 from nightcast.forecasting import ForecastModel
+from nightcast.forecasting.backtest import baseline_forecasts
 from nightcast.forecasting.lifecycle import (
     HoldoutMetrics,
     PromotionPolicy,
@@ -22,7 +23,14 @@ from nightcast.forecasting.lifecycle import (
     decide_promotion,
     sanity_problems,
 )
-from nightcast.forecasting.metrics import bias, coverage, wape
+from nightcast.forecasting.metrics import (
+    bias,
+    coverage,
+    segment_versus,
+    versus_baselines,
+    wape,
+)
+from nightcast.forecasting.panel import build_panel, freq_spec
 from nightcast.forecasting.registry import (
     challenger_for,
     champion,
@@ -103,6 +111,47 @@ def holdout_metrics(frame: pd.DataFrame) -> HoldoutMetrics:
         nan_values=int(quantiles.isna().to_numpy().sum()),
         negative_p50=int((frame["p50"] < 0).sum()),
     )
+
+
+BASELINE_PREFIX = "baseline:"
+BASELINES = ("seasonal_naive", "moving_average")
+
+
+def holdout_baseline_frame(
+    history: pd.DataFrame, cutoffs: list[date], horizon: int
+) -> pd.DataFrame:
+    """Seasonal naive and moving average from each cutoff, joined to the actuals."""
+    spec = freq_spec("D")
+    parts = []
+    for cutoff in cutoffs:
+        cut = pd.Timestamp(cutoff)
+        panel = build_panel(history[history["ds"] <= cut], spec, cut, [], [], "is_stockout")
+        parts.append(baseline_forecasts(panel, spec, horizon).assign(cutoff=cut))
+    pred = pd.concat(parts, ignore_index=True)
+    pred["unique_id"] = pred["unique_id"].astype(str)
+    actual = history[["unique_id", "ds", "y", "is_stockout"]].assign(
+        unique_id=lambda d: d["unique_id"].astype(str)
+    )
+    out = pred.merge(actual, on=["unique_id", "ds"], how="left")
+    out["y"] = out["y"].fillna(0.0)
+    out["is_stockout"] = out["is_stockout"].fillna(0.0) > 0
+    return out[["unique_id", "ds", "cutoff", *BASELINES, "y", "is_stockout"]]
+
+
+def baseline_metrics(frame: pd.DataFrame) -> dict[str, HoldoutMetrics]:
+    """Each baseline's holdout metrics, stock-out days left out as for the models."""
+    scored = frame[~frame["is_stockout"]]
+    return {
+        name: HoldoutMetrics(
+            rows=len(scored),
+            wape=wape(scored["y"], scored[name]),
+            bias=bias(scored["y"], scored[name]),
+            coverage=float("nan"),
+            nan_values=int(frame[name].isna().sum()),
+            negative_p50=0,
+        )
+        for name in BASELINES
+    }
 
 
 def _history(settings: Settings, run_date: date) -> pd.DataFrame:
@@ -232,20 +281,35 @@ def evaluate(settings: Settings, run_date: date, version: str) -> dict[str, Any]
                     "evaluate: champion cannot be loaded, judging the challenger alone: %s", err
                 )
     history = _history(settings, run_date)
+    challenger_frame = holdout_forecasts(challenger_model, history, cutoffs)
     results: dict[str, tuple[str, HoldoutMetrics]] = {
-        "challenger": (
-            version,
-            holdout_metrics(holdout_forecasts(challenger_model, history, cutoffs)),
-        )
+        "challenger": (version, holdout_metrics(challenger_frame))
     }
     if champion_model is not None and champ is not None:
         results["champion"] = (
             champ[0],
             holdout_metrics(holdout_forecasts(champion_model, history, cutoffs)),
         )
+    base_frame = holdout_baseline_frame(history, cutoffs, settings.horizon_days)
+    for name, m in baseline_metrics(base_frame).items():
+        results[f"{BASELINE_PREFIX}{name}"] = (f"{BASELINE_PREFIX}{name}", m)
+    joined = challenger_frame.assign(unique_id=challenger_frame["unique_id"].astype(str)).merge(
+        base_frame[["unique_id", "ds", "cutoff", *BASELINES]],
+        on=["unique_id", "ds", "cutoff"],
+        how="left",
+    )
+    past = history[history["ds"] <= pd.Timestamp(cutoffs[0])].assign(
+        unique_id=lambda d: d["unique_id"].astype(str)
+    )
+    baselines = {v.removeprefix(BASELINE_PREFIX): m.wape for v, m in _baseline_rows(results)}
+    challenger_wape = results["challenger"][1].wape
     summary: dict[str, Any] = {
         "cutoffs": [c.isoformat() for c in cutoffs],
         "horizon": settings.horizon_days,
+        "baselines": {k: _json_float(v) for k, v in baselines.items()},
+        "versus": versus_baselines(challenger_wape, baselines),
+        "segments": segment_versus(joined[~joined["is_stockout"]], past, "p50", BASELINES),
+        "recipe": challenger_model.train_info.get("selection"),
         "model": results["challenger"][1].as_json(),
         "champion": (
             {"model_version": results["champion"][0], **results["champion"][1].as_json()}
@@ -261,7 +325,7 @@ def evaluate(settings: Settings, run_date: date, version: str) -> dict[str, Any]
                 _metrics_row(
                     run_date,
                     v,
-                    role,
+                    "baseline" if role.startswith(BASELINE_PREFIX) else role,
                     cutoffs,
                     settings.horizon_days,
                     m,
@@ -273,14 +337,25 @@ def evaluate(settings: Settings, run_date: date, version: str) -> dict[str, Any]
             [json.dumps({"backtest": summary}, sort_keys=True), version],
         )
     log.info(
-        "evaluate %s: challenger WAPE %s, champion WAPE %s over %s (%.1fs)",
+        "evaluate %s: challenger WAPE %s (%s), champion WAPE %s over %s (%.1fs)",
         run_date,
         summary["model"]["wape"],
+        summary["versus"],
         summary["champion"]["wape"] if summary["champion"] else None,
         summary["cutoffs"],
         time.monotonic() - started,
     )
     return summary
+
+
+def _json_float(v: float) -> float | None:
+    return None if v != v else v  # NaN -> None (strict JSON)
+
+
+def _baseline_rows(
+    results: dict[str, tuple[str, HoldoutMetrics]],
+) -> list[tuple[str, HoldoutMetrics]]:
+    return [(v, m) for role, (v, m) in results.items() if role.startswith(BASELINE_PREFIX)]
 
 
 def _to_metrics(row: Sequence[Any]) -> HoldoutMetrics:
@@ -305,13 +380,20 @@ def _stored_evaluation(wh: Warehouse, run_date: date) -> dict[str, Any] | None:
     )
     if not rows:
         return None
-    by_role = {r[0]: r for r in rows}
+    by_role = {r[0]: r for r in rows if r[0] != "baseline"}
     ch = by_role.get("challenger")
     if ch is None:
         return None
     champ = by_role.get("champion")
+    baselines = {
+        str(r[1]).removeprefix(BASELINE_PREFIX): _to_metrics(r[2:8]).wape
+        for r in rows
+        if r[0] == "baseline"
+    }
     return {
         "cutoffs": str(ch[8]).split(","),
+        "baselines": {k: _json_float(v) for k, v in baselines.items()},
+        "versus": versus_baselines(_to_metrics(ch[2:8]).wape, baselines),
         "model": _to_metrics(ch[2:8]).as_json(),
         "champion": (
             {"model_version": champ[1], **_to_metrics(champ[2:8]).as_json()} if champ else None
@@ -336,13 +418,16 @@ def decide(settings: Settings, run_date: date, version: str) -> dict[str, Any]:
         if row[0] != "challenger":
             log.info("decide %s: %s decided already: %s (%s)", run_date, version, row[0], row[1])
             return {"model_version": version, "status": row[0], "reason": row[1], "rerun": True}
-        evals = {
-            r[0]: (r[1], _to_metrics(r[2:]))
-            for r in wh.fetchall(
-                "select role, model_version, rows_evaluated, wape, bias, coverage_p10_p90, nan_values, "
-                "negative_p50 from forecast.model_evaluations where run_date = ?",
-                [run_date],
-            )
+        rows = wh.fetchall(
+            "select role, model_version, rows_evaluated, wape, bias, coverage_p10_p90, nan_values, "
+            "negative_p50 from forecast.model_evaluations where run_date = ?",
+            [run_date],
+        )
+        evals = {r[0]: (r[1], _to_metrics(r[2:])) for r in rows if r[0] != "baseline"}
+        baselines = {
+            str(r[1]).removeprefix(BASELINE_PREFIX): _to_metrics(r[2:]).wape
+            for r in rows
+            if r[0] == "baseline"
         }
         if "challenger" not in evals or evals["challenger"][0] != version:
             raise ValueError(f"no evaluation of {version} for {run_date}: rerun the evaluate task")
@@ -354,7 +439,7 @@ def decide(settings: Settings, run_date: date, version: str) -> dict[str, Any]:
                 f"{current[0] if current else 'none'}): rerun the evaluate task"
             )
         decision = decide_promotion(
-            evals["challenger"][1], incumbent[1] if incumbent else None, policy
+            evals["challenger"][1], incumbent[1] if incumbent else None, policy, baselines
         )
         outcome = apply_decision(wh, run_date, version, decision)
         wh.execute(
