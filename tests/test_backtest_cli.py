@@ -67,6 +67,19 @@ def test_csv_prints_engine_and_baselines_and_writes_json(
     for name in MODELS[1:]:
         assert isinstance(rep["metrics"][name]["wape"], float)
         assert isinstance(rep["metrics"][name]["pinball_p50"], float)
+    # In the analysts' terms: against each baseline in words, overall and per segment.
+    vs = rep["versus"]
+    best = min(MODELS[1:], key=lambda n: rep["metrics"][n]["wape"])
+    assert vs["best_baseline"] == best and vs["engine_wape"] == engine["wape"]
+    gain = 1 - engine["wape"] / rep["metrics"][best]["wape"]
+    assert vs["text"].startswith(f"{abs(gain):.0%} {'better' if gain > 0 else 'worse'} than")
+    assert f"engine vs the baselines: {vs['text']}" in out
+    kinds = {(sg["segment_type"], sg["segment"]) for sg in rep["segments"]}
+    assert ("volume class", "A (top 80% of volume)") in kinds
+    assert any(k == "demand pattern" for k, _ in kinds)
+    per_class = [sg for sg in rep["segments"] if sg["segment_type"] == "volume class"]
+    assert sum(sg["series"] for sg in per_class) == 6
+    assert "by segment" in out
 
 
 def test_parquet_weekly_defaults(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

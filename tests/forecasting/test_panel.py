@@ -96,3 +96,22 @@ def test_training_features_use_nothing_after_their_origin() -> None:
     assert np.isfinite(feats[0]["year_ago_7"]).all()  # a year of history: defined
     for name in feats[0]:
         np.testing.assert_array_equal(feats[0][name], feats[1][name], err_msg=name)
+
+
+def test_sampled_training_rows_are_valid_distinct_and_spread_over_steps() -> None:
+    """Daily training rows are drawn without listing every (origin, step): each has a
+    known target, none twice, and every horizon step is about equally represented."""
+    from nightcast.forecasting.design import training_rows
+
+    df = make_demand(n_series=30, n_days=500, seed=9, sparse=False)
+    spec = freq_spec("D")
+    panel = build_panel(df, spec, None, [], [], None)
+    s, o, rows = training_rows(panel, spec, 28, 52, None, 0, 0.5)
+    again = training_rows(panel, spec, 28, 52, None, 0, 0.5)[2]
+    np.testing.assert_array_equal(rows, again)  # deterministic for a seed
+    assert len(rows) == int(len(s) * 0.5)
+    assert len(np.unique(rows[:, 0] * 1000 + rows[:, 1])) == len(rows)
+    t = o[rows[:, 0]] + rows[:, 1]
+    assert (t < panel.n_periods).all() and not np.isnan(panel.y[s[rows[:, 0]], t]).any()
+    counts = np.bincount(rows[:, 1], minlength=29)[1:]
+    assert counts.min() > 0.8 * counts.mean() and counts.max() < 1.2 * counts.mean()

@@ -297,3 +297,19 @@ def test_old_registry_gets_the_new_columns(tmp_path: Path) -> None:
         rows = registry_rows(w)
         assert rows == []
         assert "fallback_until" in w.columns("forecast.model_registry")
+
+
+def test_segments_demand_patterns_and_volume_classes() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from nightcast.forecasting.metrics import demand_pattern, volume_class
+
+    assert demand_pattern(np.array([5, 6, 5, 4, 6.0])) == "smooth"
+    assert demand_pattern(np.array([1, 20, 2, 30, 1.0])) == "erratic"
+    assert demand_pattern(np.array([0, 0, 5, 0, 0, 5, 0, 5.0])) == "intermittent"
+    assert demand_pattern(np.array([0, 0, 1, 0, 0, 40, 0, 3.0])) == "lumpy"
+    assert demand_pattern(np.array([0, 0.0])) == "no demand"
+    vol = pd.Series({"a": 70.0, "b": 20.0, "c": 6.0, "d": 4.0})
+    # A = the largest series making the first 80% of the volume, B the next 15%
+    assert volume_class(vol).to_dict() == {"a": "A", "b": "A", "c": "B", "d": "C"}

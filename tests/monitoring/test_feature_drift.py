@@ -101,7 +101,9 @@ def test_fit_stores_reference_bins_that_survive_save_and_load(tmp_path: Path) ->
     design = loaded.prediction_design(df)
     drift = feature_drift(bins, design.x, loaded.feature_names, psi_max=0.25)
     assert drift and all(np.isfinite(d.psi) for d in drift)
-    assert max(d.psi for d in drift if d.feature == "store") < 0.01
+    # (training rows are a random sample of origins and steps: the store mix in
+    # them is close to tonight's 50/50, not equal; the alert threshold is 0.25)
+    assert max(d.psi for d in drift if d.feature == "store") < 0.1
     drop_reference_bins(tmp_path / "m")
     assert ForecastModel.load(tmp_path / "m").reference_bins is None
 

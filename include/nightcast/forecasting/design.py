@@ -133,8 +133,8 @@ def training_rows(
     """(series, origin) pairs and sampled ``(pair, h)`` rows with a known target.
 
     Origins are every period of the last ``max_origins`` x ``spec.origin_step``
-    periods before the last one (26 weeks of days for daily data); a series joins at an origin once it has
-    ``spec.scale_window`` periods of history. At most ``max_train_rows`` rows,
+    periods before the last one (52 weeks of days for daily data); a series joins
+    at an origin once it has ``spec.scale_window`` periods of history. At most ``max_train_rows`` rows,
     and at most ``rows_per_pair`` rows per pair on average, are kept, sampled
     without replacement with ``seed``.
     """
@@ -142,6 +142,10 @@ def training_rows(
     if rows_per_pair is not None:
         budget = max(1, int(len(s) * rows_per_pair))
         max_train_rows = budget if max_train_rows is None else min(max_train_rows, budget)
+    if max_train_rows is not None and max_train_rows * 4 < len(s) * horizon:
+        drawn = _sample_rows(panel, s, o, horizon, max_train_rows, seed)
+        if drawn is not None:
+            return s, o, drawn
     pair = np.repeat(np.arange(len(s), dtype=np.int64), horizon)
     hz = np.tile(np.arange(1, horizon + 1, dtype=np.int64), len(s))
     t = o[pair] + hz
@@ -154,6 +158,34 @@ def training_rows(
     if len(keep) == 0:
         raise ValueError("no training rows: every target period is missing or a stock-out")
     return s, o, np.column_stack([pair[keep], hz[keep]])
+
+
+def _sample_rows(
+    panel: Panel, s: np.ndarray, o: np.ndarray, horizon: int, n: int, seed: int
+) -> np.ndarray | None:
+    """``n`` rows drawn uniformly from the valid ``(pair, h)`` rows without listing them all.
+
+    Random candidates are drawn (with replacement) until ``n`` distinct valid ones
+    are found, then ``n`` of those are kept at random: a uniform sample of the
+    valid rows, at the cost of the sample rather than of every pair x step. None
+    when valid rows are too rare to find that way (the caller lists them all).
+    """
+    rng = np.random.default_rng(seed)
+    n_cand = len(s) * horizon
+    found = np.zeros(0, dtype=np.int64)
+    draw = int(n * 1.5) + 1_000
+    for _ in range(6):
+        idx = rng.integers(0, n_cand, size=draw)
+        pair, hz = idx // horizon, idx % horizon + 1
+        t = o[pair] + hz
+        ok = t < panel.n_periods
+        ok[ok] = ~np.isnan(panel.y[s[pair[ok]], t[ok]])
+        found = np.union1d(found, idx[ok])
+        if len(found) >= n:
+            keep = np.sort(rng.choice(found, size=n, replace=False))
+            return np.column_stack([keep // horizon, keep % horizon + 1])
+        draw *= 2
+    return None
 
 
 def _training_pairs(

@@ -38,7 +38,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
 MAX_BIAS = 0.05
 # Early stopping: training stops once EARLY_STOPPING_ROUNDS rounds have not improved
 # the validation WAPE by MIN_IMPROVEMENT (relative: 0.001 = 0.1%).
-EARLY_STOPPING_ROUNDS = 25
+EARLY_STOPPING_ROUNDS = 15
 MIN_IMPROVEMENT = 0.001
 MIN_ROUNDS = 10
 # Rounds when the history is too short for a validation window (nothing to stop on):
