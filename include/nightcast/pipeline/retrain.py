@@ -225,7 +225,7 @@ def _metrics_row(
     cutoffs: list[date],
     horizon: int,
     m: HoldoutMetrics,
-    sane: bool,
+    sane: bool | None,
 ) -> list[Any]:
     j = m.as_json()
     return [
@@ -320,16 +320,18 @@ def evaluate(settings: Settings, run_date: date, version: str) -> dict[str, Any]
     with warehouse(settings) as wh, wh.transaction():
         wh.execute("delete from forecast.model_evaluations where run_date = ?", [run_date])
         for role, (v, m) in results.items():
+            is_baseline = role.startswith(BASELINE_PREFIX)
             wh.execute(
                 "insert into forecast.model_evaluations values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 _metrics_row(
                     run_date,
                     v,
-                    "baseline" if role.startswith(BASELINE_PREFIX) else role,
+                    "baseline" if is_baseline else role,
                     cutoffs,
                     settings.horizon_days,
                     m,
-                    not sanity_problems(m, policy),
+                    # a baseline has no quantiles: the sanity checks are the models'
+                    None if is_baseline else not sanity_problems(m, policy),
                 ),
             )
         wh.execute(
