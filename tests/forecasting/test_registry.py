@@ -310,6 +310,28 @@ def test_segments_demand_patterns_and_volume_classes() -> None:
     assert demand_pattern(np.array([0, 0, 5, 0, 0, 5, 0, 5.0])) == "intermittent"
     assert demand_pattern(np.array([0, 0, 1, 0, 0, 40, 0, 3.0])) == "lumpy"
     assert demand_pattern(np.array([0, 0.0])) == "no demand"
+    # a sparse history (days without demand have no row) counts its missing days
+    assert demand_pattern(np.array([5, 5, 5.0]), periods=12) == "intermittent"
     vol = pd.Series({"a": 70.0, "b": 20.0, "c": 6.0, "d": 4.0})
     # A = the largest series making the first 80% of the volume, B the next 15%
     assert volume_class(vol).to_dict() == {"a": "A", "b": "A", "c": "B", "d": "C"}
+
+
+def test_segments_of_a_sparse_history_count_the_days_without_rows() -> None:
+    import pandas as pd
+
+    from nightcast.forecasting.metrics import segment_versus
+
+    days = pd.date_range("2025-01-01", periods=28, freq="D")
+    past = pd.concat(
+        [
+            pd.DataFrame({"unique_id": "daily", "ds": days, "y": 5.0}),
+            pd.DataFrame({"unique_id": "weekly", "ds": days[::7], "y": 5.0}),  # 3 in 4 weeks
+        ]
+    )
+    frame = pd.DataFrame(
+        {"unique_id": ["daily", "weekly"], "y": [5.0, 0.0], "p50": [5.0, 1.0], "naive": 4.0}
+    )
+    seg = segment_versus(frame, past, "p50", ("naive",))
+    patterns = {s["segment"]: s["series"] for s in seg if s["segment_type"] == "demand pattern"}
+    assert patterns == {"smooth": 1, "intermittent": 1}

@@ -164,14 +164,18 @@ ADI_CUT = 1.32
 CV2_CUT = 0.49
 
 
-def demand_pattern(y: ArrayLike) -> str:
-    """'smooth', 'erratic', 'intermittent', 'lumpy' or 'no demand' for one series' history."""
+def demand_pattern(y: ArrayLike, periods: int | None = None) -> str:
+    """'smooth', 'erratic', 'intermittent', 'lumpy' or 'no demand' for one series' history.
+
+    ``periods`` is the length of the history in periods when ``y`` leaves out
+    periods without demand (a sparse frame); default ``len(y)``.
+    """
     a = np.asarray(y, dtype=np.float64)
     a = a[~np.isnan(a)]
     nz = a[a > 0]
     if len(nz) == 0:
         return "no demand"
-    adi = len(a) / len(nz)
+    adi = max(len(a), periods or 0) / len(nz)
     cv2 = float(np.var(nz) / np.mean(nz) ** 2) if len(nz) > 1 else 0.0
     if adi < ADI_CUT:
         return "smooth" if cv2 < CV2_CUT else "erratic"
@@ -215,7 +219,15 @@ def segment_versus(
     (``unique_id, y``: what a planner knew when the forecasts were made).
     """
     volume = past.groupby("unique_id")["y"].sum()
-    pattern = past.groupby("unique_id")["y"].apply(lambda s: demand_pattern(s.to_numpy()))
+    # Periods from each series' first row to the end of ``past``: a sparse frame
+    # (no rows for days without demand) still gets its zero periods counted.
+    days = np.sort(past["ds"].unique())
+    step = np.diff(days).min() if len(days) > 1 else np.timedelta64(1, "D")
+    first = past.groupby("unique_id")["ds"].min()
+    periods = ((past["ds"].max() - first) / step).astype(np.int64) + 1
+    pattern = past.groupby("unique_id")["y"].apply(
+        lambda s: demand_pattern(s.to_numpy(), int(periods[s.name]))
+    )
     seg = pd.DataFrame(
         {"volume class": volume_class(volume).map(VOLUME_LABELS), "demand pattern": pattern}
     )
