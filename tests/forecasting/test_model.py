@@ -136,6 +136,17 @@ def test_errors(demand: pd.DataFrame) -> None:
     key = demand.iloc[5]
     with pytest.raises(ValueError, match=rf"duplicated.*'{key['unique_id']}'"):
         ForecastModel(FAST).fit(dup)
+    # The grid check names the frame, the count and the first repeated key, like
+    # DataFrame.duplicated, and also fires at predict.
+    fitted = ForecastModel(FAST).fit(demand)
+    twice = pd.concat([demand, demand.iloc[[7, 9]], demand.iloc[[7]]])
+    expected = twice.duplicated(["unique_id", "ds"])
+    first = twice[expected].iloc[0]
+    with pytest.raises(
+        ValueError,
+        match=rf"df_history has 3 duplicated .*'{first['unique_id']}', {first['ds'].date()}",
+    ):
+        fitted.predict(twice)
     with pytest.raises(ValueError, match=r"missing required column.*'y'"):
         ForecastModel(FAST).fit(demand.drop(columns="y"))
     with pytest.raises(ValueError, match=r"'y' must be numeric.*'abc'"):

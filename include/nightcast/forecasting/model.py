@@ -253,7 +253,7 @@ class ForecastModel:
         ``stockout_col`` marks censored periods (excluded from targets and lags).
         """
         t0 = time.perf_counter()
-        validate_frame(df, (ID, DS, Y))
+        validate_frame(df, (ID, DS, Y), unique_keys=False)
         self.stockout_col = stockout_col
         self.static_cols, self.exog_cols = resolve_columns(
             df, static_cols, exog_cols, {ID, DS, Y, stockout_col}
@@ -411,7 +411,7 @@ class ForecastModel:
         """
         if not self.boosters:
             raise ValueError("model is not fitted: call fit() or ForecastModel.load() first")
-        validate_frame(df_history, (ID, DS, Y), name="df_history")
+        validate_frame(df_history, (ID, DS, Y), name="df_history", unique_keys=False)
         for c in self.static_cols:
             if c not in df_history.columns:
                 raise ValueError(f"df_history is missing static column {c!r} used by the model")
@@ -424,7 +424,7 @@ class ForecastModel:
         cut = pd.Timestamp(cutoff) if cutoff is not None else None
         panel = build_panel(
             hist, self.spec, cut, self.static_cols, self.exog_cols, self.stockout_col,
-            future=(future_df, self.horizon),
+            future=(future_df, self.horizon), name="df_history",
         )  # fmt: skip
         stats = HistoryStats(panel, self.spec)
         s, o, rows = prediction_rows(panel, self.horizon)
