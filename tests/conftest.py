@@ -44,3 +44,32 @@ def _restore_environment() -> Iterator[None]:
     if os.environ != saved:
         os.environ.clear()
         os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[object]:
+    """SeaweedFS on loopback for the whole session (tests/_s3.py); skip or fail when absent."""
+    import _s3
+
+    try:
+        server = _s3.start()
+    except RuntimeError as err:
+        _s3.unavailable(err)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_root(
+    s3_server: object, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> str:
+    """A fresh ``s3://bucket/prefix`` on the test store, with the AWS_* environment set."""
+    import uuid
+
+    from _s3 import S3Server
+
+    assert isinstance(s3_server, S3Server)
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    name = "".join(c if c.isalnum() else "-" for c in request.node.name)[:40]
+    return f"s3://{s3_server.bucket}/{name}-{uuid.uuid4().hex[:8]}"

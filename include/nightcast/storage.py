@@ -1,0 +1,269 @@
+"""Where the pipeline's files live: a local folder or an S3-compatible bucket.
+
+A :class:`Location` is one file or folder on one filesystem, named by a URL:
+a local path (the embedded default) or ``s3://bucket/prefix`` on any
+S3-compatible store (AWS S3, MinIO, SeaweedFS, Ceph). Every reader and writer
+that goes through it works the same on both.
+
+The filesystem layer is pyarrow's (``pyarrow.fs``): already the Parquet reader
+and writer of the pipeline, so S3 costs no extra dependency, and its S3 client
+is the AWS C++ SDK (multipart uploads, credential chain). Credentials come from
+the SDK's standard chain (``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` /
+``AWS_SESSION_TOKEN``, a profile, an instance role), the endpoint of a store
+other than AWS from ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``, the region
+from ``AWS_REGION`` / ``AWS_DEFAULT_REGION``. Nothing is read from a file in
+the repository.
+
+Writes are whole or absent: a file is written to a temporary name next to
+its target and then moved over it (a rename on disk; on S3 a server-side copy,
+which replaces the object whole, and the temporary key's deletion), so a
+writer killed halfway leaves the previous file readable on both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import hashlib
+import json
+import os
+import posixpath
+import uuid
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+S3 = "s3"
+LOCAL = "file"
+# Infix of a write's temporary name: ``part-00001.parquet.tmp-<id>`` matches no reader's
+# pattern (``*.parquet``, ``model.json``).
+TMP_MARK = ".tmp-"
+_CHUNK = 1 << 20
+
+
+class StorageError(RuntimeError):
+    """A file the pipeline needs cannot be read or written; the message names its URL."""
+
+
+def _endpoint() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+@lru_cache(maxsize=8)
+def _s3(endpoint: str | None, region: str | None) -> pafs.S3FileSystem:
+    kwargs: dict[str, Any] = {}
+    if endpoint:
+        scheme, _, host = endpoint.partition("://")
+        kwargs.update(endpoint_override=host or scheme, scheme=scheme if host else "https")
+    if region:
+        kwargs["region"] = region
+    return pafs.S3FileSystem(**kwargs)
+
+
+def s3_filesystem() -> pafs.S3FileSystem:
+    """The S3 filesystem of the current environment (endpoint, region; cached per pair)."""
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    return _s3(_endpoint(), region)
+
+
+@dataclass(frozen=True)
+class Location:
+    """One file or folder: ``scheme`` 'file' (an absolute local path) or 's3' (bucket/key)."""
+
+    scheme: str
+    path: str
+
+    # ------------------------------------------------------------------ naming
+    @property
+    def url(self) -> str:
+        return f"s3://{self.path}" if self.scheme == S3 else self.path
+
+    def __str__(self) -> str:
+        return self.url
+
+    def __truediv__(self, name: str) -> Location:
+        name = str(name).strip("/")
+        return Location(self.scheme, posixpath.join(self.path, name) if name else self.path)
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.path.rstrip("/"))
+
+    @property
+    def parent(self) -> Location:
+        return Location(self.scheme, posixpath.dirname(self.path.rstrip("/")))
+
+    @property
+    def is_local(self) -> bool:
+        return self.scheme == LOCAL
+
+    def local_path(self) -> Path:
+        """The local path (only for a local location)."""
+        if not self.is_local:
+            raise StorageError(f"{self.url} is not on the local disk")
+        return Path(self.path)
+
+    @property
+    def fs(self) -> pafs.FileSystem:
+        return s3_filesystem() if self.scheme == S3 else pafs.LocalFileSystem()
+
+    # ------------------------------------------------------------------ queries
+    def _info(self) -> pafs.FileInfo:
+        try:
+            return self.fs.get_file_info(self.path)
+        except OSError as exc:
+            raise StorageError(f"cannot reach {self.url}: {exc}") from exc
+
+    def exists(self) -> bool:
+        return self._info().type != pafs.FileType.NotFound
+
+    def is_file(self) -> bool:
+        return self._info().type == pafs.FileType.File
+
+    def files(self, pattern: str = "*", recursive: bool = False) -> list[Location]:
+        """Files under this folder whose name (relative path if recursive) matches, sorted."""
+        selector = pafs.FileSelector(self.path, allow_not_found=True, recursive=recursive)
+        try:
+            infos = self.fs.get_file_info(selector)
+        except OSError as exc:
+            raise StorageError(f"cannot list {self.url}: {exc}") from exc
+        root = self.path.rstrip("/") + "/"
+        out = []
+        for info in infos:
+            if info.type != pafs.FileType.File:
+                continue
+            rel = info.path[len(root) :] if info.path.startswith(root) else info.base_name
+            if fnmatch.fnmatchcase(rel if recursive else info.base_name, pattern):
+                out.append(Location(self.scheme, info.path))
+        return sorted(out, key=lambda loc: loc.path)
+
+    def relative_to(self, root: Location) -> str:
+        prefix = root.path.rstrip("/") + "/"
+        if not self.path.startswith(prefix):
+            raise StorageError(f"{self.url} is not under {root.url}")
+        return self.path[len(prefix) :]
+
+    # ------------------------------------------------------------------ reading
+    def read_bytes(self) -> bytes:
+        try:
+            with self.fs.open_input_stream(self.path) as f:
+                return bytes(f.read())
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"{self.url} does not exist") from exc
+        except OSError as exc:
+            if not self.exists():
+                raise FileNotFoundError(f"{self.url} does not exist") from exc
+            raise StorageError(f"cannot read {self.url}: {exc}") from exc
+
+    def read_text(self) -> str:
+        return self.read_bytes().decode("utf-8")
+
+    def read_json(self) -> Any:
+        return json.loads(self.read_text())
+
+    def read_parquet(self, columns: list[str] | None = None, filters: Any = None) -> pa.Table:
+        if not self.is_file():
+            raise FileNotFoundError(f"{self.url} does not exist")
+        try:
+            return pq.read_table(self.path, columns=columns, filters=filters, filesystem=self.fs)
+        except OSError as exc:
+            raise StorageError(f"cannot read Parquet {self.url}: {exc}") from exc
+
+    def parquet_rows(self) -> int:
+        with self.fs.open_input_file(self.path) as f:
+            return int(pq.ParquetFile(f).metadata.num_rows)
+
+    def parquet_metadata(self) -> dict[bytes, bytes]:
+        with self.fs.open_input_file(self.path) as f:
+            return dict(pq.ParquetFile(f).schema_arrow.metadata or {})
+
+    def sha256(self) -> str:
+        h = hashlib.sha256()
+        with self.fs.open_input_stream(self.path) as f:
+            while chunk := f.read(_CHUNK):
+                h.update(chunk)
+        return h.hexdigest()
+
+    # ------------------------------------------------------------------ writing
+    def _staged(self) -> str:
+        """A temporary sibling the write goes to first (moved over the target when whole)."""
+        if self.scheme == LOCAL:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        return f"{self.path}{TMP_MARK}{uuid.uuid4().hex[:12]}"
+
+    def _commit(self, staged: str) -> None:
+        # Local: a rename. S3: a server-side copy (CopyObject replaces the object
+        # whole) and the temporary key's deletion. A writer killed before this point
+        # leaves only a temporary key, which no reader addresses.
+        self.fs.move(staged, self.path)
+
+    def _abort(self, staged: str) -> None:
+        with contextlib.suppress(OSError):
+            self.fs.delete_file(staged)
+
+    def write_bytes(self, data: bytes) -> None:
+        staged = self._staged()
+        try:
+            with self.fs.open_output_stream(staged) as f:
+                f.write(data)
+            self._commit(staged)
+        except OSError as exc:
+            self._abort(staged)
+            raise StorageError(f"cannot write {self.url}: {exc}") from exc
+
+    def write_text(self, text: str) -> None:
+        self.write_bytes(text.encode("utf-8"))
+
+    def write_json(self, value: Any) -> None:
+        self.write_text(json.dumps(value, indent=1, default=str))
+
+    def write_parquet(self, table: pa.Table) -> None:
+        staged = self._staged()
+        try:
+            pq.write_table(table, staged, filesystem=self.fs)
+            self._commit(staged)
+        except OSError as exc:
+            self._abort(staged)
+            raise StorageError(f"cannot write Parquet {self.url}: {exc}") from exc
+
+    def delete(self) -> None:
+        """Remove this file (nothing when it is already gone)."""
+        try:
+            self.fs.delete_file(self.path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            if self.exists():
+                raise StorageError(f"cannot delete {self.url}: {exc}") from exc
+
+    def delete_tree(self) -> None:
+        """Remove this folder and everything under it (nothing when it is absent)."""
+        if self._info().type == pafs.FileType.Directory:
+            self.fs.delete_dir(self.path)
+        elif self.scheme == S3:  # a "folder" on S3 is only its keys' shared prefix
+            for f in self.files(recursive=True):
+                f.delete()
+
+
+def location(target: str | Path | Location) -> Location:
+    """The :class:`Location` of a local path or an ``s3://bucket/key`` URL."""
+    if isinstance(target, Location):
+        return target
+    raw = str(target)
+    if raw.startswith("s3://") or raw.startswith("s3a://"):
+        path = raw.split("://", 1)[1].strip("/")
+        if not path or path.startswith("/"):
+            raise StorageError(f"{raw!r} names no bucket: use s3://bucket/prefix")
+        return Location(S3, path)
+    if "://" in raw and not raw.startswith("file://"):
+        scheme = raw.split("://", 1)[0]
+        raise StorageError(
+            f"{raw!r}: storage scheme {scheme!r} is not supported; use a local path or s3://bucket/prefix"
+        )
+    local = Path(raw.removeprefix("file://")).expanduser().resolve()
+    return Location(LOCAL, local.as_posix())

@@ -1,0 +1,112 @@
+"""nightcast.storage on the local disk and on a real S3-compatible store (SeaweedFS)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from nightcast.storage import Location, StorageError, location
+
+
+@pytest.fixture(params=["local", "s3"])
+def root(request: pytest.FixtureRequest, tmp_path: Path) -> Location:
+    if request.param == "local":
+        return location(tmp_path / "store")
+    return location(request.getfixturevalue("s3_root"))
+
+
+def test_round_trips(root: Location) -> None:
+    part = root / "forecast" / "date=2026-01-02" / "part-00000.parquet"
+    table = pa.table({"item": ["a", "b", "c"], "qty": [1.0, 2.5, 0.0]})
+    part.write_parquet(table)
+    assert part.is_file() and part.exists()
+    assert part.read_parquet().equals(table)
+    assert part.read_parquet(filters=[("item", "in", ["a", "c"])]).num_rows == 2
+    assert part.parquet_rows() == 3
+    meta = root / "model" / "model.json"
+    meta.write_json({"horizon": 28})
+    assert meta.read_json() == {"horizon": 28}
+    same = location(part.url)
+    assert same == part and same.sha256() == part.sha256() and len(part.sha256()) == 64
+    assert [f.relative_to(root) for f in root.files(recursive=True)] == [
+        "forecast/date=2026-01-02/part-00000.parquet",
+        "model/model.json",
+    ]
+    assert [f.name for f in part.parent.files("part-*.parquet")] == ["part-00000.parquet"]
+    meta.delete()
+    meta.delete()  # already gone: nothing to do
+    assert not meta.exists()
+    (root / "forecast").delete_tree()
+    assert root.files(recursive=True) == []
+
+
+def test_missing_file_names_its_url(root: Location) -> None:
+    missing = root / "nowhere" / "history.parquet"
+    with pytest.raises(FileNotFoundError, match=rf"{missing.url} does not exist"):
+        missing.read_bytes()
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        missing.read_parquet()
+    assert (root / "nowhere").files() == []
+
+
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from nightcast import storage
+
+    target = storage.location(sys.argv[1])
+    staged = target._staged()
+    rng = np.random.default_rng(0)
+    batch = pa.table({"v": rng.random(1_000_000)})
+    with pq.ParquetWriter(staged, batch.schema, filesystem=target.fs) as writer:
+        for i in range(10_000):
+            writer.write_table(batch)
+            if i == 2:
+                print("writing", flush=True)
+    target._commit(staged)
+    """
+)
+
+
+def test_killed_writer_leaves_the_previous_file(root: Location) -> None:
+    """A writer killed mid-file (SIGKILL, nothing runs after it) never replaces the target."""
+    target = root / "forecast_input" / "history.parquet"
+    before = pa.table({"v": [1.0, 2.0, 3.0]})
+    target.write_parquet(before)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, target.url], stdout=subprocess.PIPE, env=dict(os.environ)
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.strip() == b"writing", line
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert target.read_parquet().equals(before)
+    # The next whole write replaces it; the killed writer's temporary file is no reader's.
+    after = pa.table({"v": [4.0]})
+    target.write_parquet(after)
+    assert target.read_parquet().equals(after)
+    assert [f.name for f in target.parent.files("*.parquet")] == ["history.parquet"]
+
+
+def test_location_errors() -> None:
+    with pytest.raises(StorageError, match="scheme 'gs' is not supported"):
+        location("gs://bucket/lake")
+    with pytest.raises(StorageError, match="names no bucket"):
+        location("s3://")
+    assert location("s3://bucket/lake/").url == "s3://bucket/lake"
+    assert location("s3://bucket/lake") / "a/b" == location("s3://bucket/lake/a/b")
+    with pytest.raises(StorageError, match="not on the local disk"):
+        location("s3://bucket/lake").local_path()
