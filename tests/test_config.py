@@ -91,6 +91,7 @@ def test_settings_read_env_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert s.data_dir == tmp_path / "data"
     assert s.lake_dir == tmp_path / "data" / "lake"  # follows the data dir
     assert s.models_dir == tmp_path / "data" / "models"
+    assert s.models_location.url == str(tmp_path / "data" / "models")  # no NIGHTCAST_MODELS_URL
     assert s.warehouse_path == tmp_path / "elsewhere" / "wh.duckdb"
     assert s.warehouse_url == f"duckdb:///{tmp_path / 'elsewhere' / 'wh.duckdb'}"
     assert s.sources_dir == tmp_path / "mappings"
@@ -122,3 +123,11 @@ def test_relative_override_is_resolved(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NIGHTCAST_DATA_DIR", "rel/data")
     assert get_settings().data_dir == tmp_path.resolve() / "rel" / "data"
+
+
+def test_models_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NIGHTCAST_MODELS_URL", "s3://acme-ml/nightcast/models/")
+    assert get_settings().models_location.url == "s3://acme-ml/nightcast/models"
+    monkeypatch.setenv("NIGHTCAST_MODELS_URL", "gs://acme-ml/models")
+    with pytest.raises(ValueError, match=r"NIGHTCAST_MODELS_URL='gs://acme-ml/models'.*'gs'"):
+        get_settings()

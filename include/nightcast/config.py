@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 from nightcast.errors import DeterministicError
+from nightcast.storage import Location, StorageError, location
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,6 +94,13 @@ class Settings:
     # Sources whose ERP is the demo simulator (nightcast.demo_erp): their extract first
     # simulates the business days up to the run date. Empty in production.
     simulated_sources: tuple[str, ...] = ()
+    # Where model artifacts live (nightcast.storage): NIGHTCAST_MODELS_URL, a local
+    # folder or s3://bucket/prefix; empty = models_dir (the embedded default).
+    models_url: str = ""
+
+    @property
+    def models_location(self) -> Location:
+        return location(self.models_url or self.models_dir)
 
 
 def get_settings() -> Settings:
@@ -131,7 +139,20 @@ def get_settings() -> Settings:
             for name in os.environ.get("NIGHTCAST_SIMULATED_SOURCES", "").split(",")
             if name.strip()
         ),
+        models_url=_storage_url("NIGHTCAST_MODELS_URL"),
     )
+
+
+def _storage_url(name: str) -> str:
+    """A storage URL setting (a local path or s3://bucket/prefix), checked now: a typo in
+    the scheme fails here, naming the variable, not on the first write of a night."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return ""
+    try:
+        return location(raw).url
+    except StorageError as exc:
+        raise ValueError(f"{name}={raw!r}: {exc}") from exc
 
 
 WAREHOUSE_URL_VAR = "NIGHTCAST_WAREHOUSE_URL"

@@ -32,11 +32,11 @@ import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
+if TYPE_CHECKING:  # pyarrow loads on first use: DAG files parse without it
+    import pyarrow as pa
+    import pyarrow.fs as pafs
 
 S3 = "s3"
 LOCAL = "file"
@@ -56,6 +56,8 @@ def _endpoint() -> str | None:
 
 @lru_cache(maxsize=8)
 def _s3(endpoint: str | None, region: str | None) -> pafs.S3FileSystem:
+    import pyarrow.fs as pafs
+
     kwargs: dict[str, Any] = {}
     if endpoint:
         scheme, _, host = endpoint.partition("://")
@@ -110,6 +112,8 @@ class Location:
 
     @property
     def fs(self) -> pafs.FileSystem:
+        import pyarrow.fs as pafs
+
         return s3_filesystem() if self.scheme == S3 else pafs.LocalFileSystem()
 
     # ------------------------------------------------------------------ queries
@@ -120,13 +124,15 @@ class Location:
             raise StorageError(f"cannot reach {self.url}: {exc}") from exc
 
     def exists(self) -> bool:
-        return self._info().type != pafs.FileType.NotFound
+        return self._info().type.name != "NotFound"
 
     def is_file(self) -> bool:
-        return self._info().type == pafs.FileType.File
+        return self._info().type.name == "File"
 
     def files(self, pattern: str = "*", recursive: bool = False) -> list[Location]:
         """Files under this folder whose name (relative path if recursive) matches, sorted."""
+        import pyarrow.fs as pafs
+
         selector = pafs.FileSelector(self.path, allow_not_found=True, recursive=recursive)
         try:
             infos = self.fs.get_file_info(selector)
@@ -135,8 +141,8 @@ class Location:
         root = self.path.rstrip("/") + "/"
         out = []
         for info in infos:
-            if info.type != pafs.FileType.File:
-                continue
+            if info.type != pafs.FileType.File or TMP_MARK in info.base_name:
+                continue  # a write in progress (or killed): not a file yet
             rel = info.path[len(root) :] if info.path.startswith(root) else info.base_name
             if fnmatch.fnmatchcase(rel if recursive else info.base_name, pattern):
                 out.append(Location(self.scheme, info.path))
@@ -167,6 +173,8 @@ class Location:
         return json.loads(self.read_text())
 
     def read_parquet(self, columns: list[str] | None = None, filters: Any = None) -> pa.Table:
+        import pyarrow.parquet as pq
+
         if not self.is_file():
             raise FileNotFoundError(f"{self.url} does not exist")
         try:
@@ -175,10 +183,14 @@ class Location:
             raise StorageError(f"cannot read Parquet {self.url}: {exc}") from exc
 
     def parquet_rows(self) -> int:
+        import pyarrow.parquet as pq
+
         with self.fs.open_input_file(self.path) as f:
             return int(pq.ParquetFile(f).metadata.num_rows)
 
     def parquet_metadata(self) -> dict[bytes, bytes]:
+        import pyarrow.parquet as pq
+
         with self.fs.open_input_file(self.path) as f:
             return dict(pq.ParquetFile(f).schema_arrow.metadata or {})
 
@@ -223,6 +235,8 @@ class Location:
         self.write_text(json.dumps(value, indent=1, default=str))
 
     def write_parquet(self, table: pa.Table) -> None:
+        import pyarrow.parquet as pq
+
         staged = self._staged()
         try:
             pq.write_table(table, staged, filesystem=self.fs)
@@ -243,7 +257,7 @@ class Location:
 
     def delete_tree(self) -> None:
         """Remove this folder and everything under it (nothing when it is absent)."""
-        if self._info().type == pafs.FileType.Directory:
+        if self._info().type.name == "Directory":
             self.fs.delete_dir(self.path)
         elif self.scheme == S3:  # a "folder" on S3 is only its keys' shared prefix
             for f in self.files(recursive=True):

@@ -100,7 +100,8 @@ def test_an_artifact_with_one_booster_per_quantile_still_loads(tmp_path: Path) -
     """Champions saved before calibrated quantiles keep serving after an upgrade."""
     df = make_demand(n_series=6, n_days=120, seed=7)
     model = ForecastModel(FAST, horizon=7).fit(df)
-    path = model.save(tmp_path / "m")
+    path = tmp_path / "m"
+    model.save(path)
     meta = json.loads((path / "model.json").read_text())
     for q in ("p10", "p90"):
         shutil.copy(path / "booster_p50.txt", path / f"booster_{q}.txt")

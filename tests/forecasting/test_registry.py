@@ -335,3 +335,32 @@ def test_segments_of_a_sparse_history_count_the_days_without_rows() -> None:
     seg = segment_versus(frame, past, "p50", ("naive",))
     patterns = {s["segment"]: s["series"] for s in seg if s["segment_type"] == "demand pattern"}
     assert patterns == {"smooth": 1, "intermittent": 1}
+
+
+def test_models_on_an_object_store(wh: Warehouse, model: ForecastModel, s3_root: str) -> None:
+    """The registry writes, checks (sha256) and loads artifacts on S3 as it does on disk."""
+    from nightcast.storage import location
+
+    models = location(s3_root) / "models"
+    first = save_and_register(wh, model, models, date(2025, 5, 1))
+    found = champion(wh)
+    assert found is not None and found[0] == first
+    assert found[1] == f"{models.url}/{first}"
+    artifact = location(found[1])
+    assert sorted(f.name for f in artifact.files()) == ["booster_p50.txt", "model.json"]
+    df = make_demand(n_series=4, n_days=120)
+    assert load_version(wh, first).predict(df).equals(model.predict(df))
+    # Registering the same model again writes the same folder, byte for byte.
+    again = register(wh, model, models, date(2025, 5, 1), "challenger")
+    assert again == first and len(models.files(recursive=True)) == 2
+
+    # Same size, different bytes on the store: the checksum refuses it.
+    booster = artifact / "booster_p50.txt"
+    data = bytearray(booster.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    booster.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match=rf"model {first}: the artifact at s3://.* sha256"):
+        load_version(wh, first)
+    (artifact / "model.json").delete()
+    with pytest.raises(ArtifactError, match=r"s3://.*folder is missing"):
+        load_version(wh, first)

@@ -138,7 +138,7 @@ def _history(n_series: int = 9, n_days: int = 120) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _run_batches(lake: Path, history: pd.DataFrame, model_dir: Path, size: int) -> pa.Table:
+def _run_batches(lake: Path, history: pd.DataFrame, model_dir: Path | str, size: int) -> pa.Table:
     settings = dataclasses.replace(get_settings(), lake_dir=lake, horizon_days=H)
     snap = batches.input_dir(lake, RUN)
     snap.mkdir(parents=True)
@@ -207,3 +207,17 @@ def test_rerunning_one_batch_rewrites_only_its_part(tmp_path: Path) -> None:
     assert {n for n in after if after[n] != before[n]} == {"part-00001.parquet"}
     plan = batches.read_plan(batches.plan_path(tmp_path / "lake", RUN))
     assert batches.read_parts(folder, plan, "v1")[0].equals(first)
+
+
+def test_batches_load_a_model_pinned_on_an_object_store(tmp_path: Path, s3_root: str) -> None:
+    """A forecasting worker on another host reads the pinned artifact from S3 (checksum too)."""
+    history = _history()
+    model = ForecastModel({"num_iterations": 30, "num_leaves": 7, "seed": 7}, horizon=H)
+    model.fit(history, static_cols=STATIC_COLS, exog_cols=["on_promo"])
+    model.save(tmp_path / "model")
+    remote = f"{s3_root}/models/v1"
+    model.save(remote)
+    assert artifact_checksum(remote) == artifact_checksum(tmp_path / "model")
+    local = _run_batches(tmp_path / "local", history, tmp_path / "model", size=4)
+    on_s3 = _run_batches(tmp_path / "s3", history, remote, size=4)
+    assert on_s3.equals(local)

@@ -129,9 +129,9 @@ def test_accuracy_breach_alerts_and_old_models_skip_drift(settings: Settings) ->
         found = champion(wh)
         assert found is not None
         # A model saved before drift monitoring: no reference bins in its artifact.
-        meta = json.loads((found[1] / "model.json").read_text())
+        meta = json.loads((Path(found[1]) / "model.json").read_text())
         del meta["reference_bins"]
-        (found[1] / "model.json").write_text(json.dumps(meta))
+        (Path(found[1]) / "model.json").write_text(json.dumps(meta))
         wh.execute(  # registered as it was then: the checksum matches the old artifact
             "update forecast.model_registry set checksum = ? where model_version = ?",
             [artifact_checksum(found[1]), found[0]],

@@ -52,6 +52,7 @@ from nightcast.forecasting.training import (
 )
 from nightcast.forecasting.training import quantile_name as _qname
 from nightcast.monitoring.drift import reference_bins
+from nightcast.storage import Location
 
 log = logging.getLogger("nightcast.forecasting")
 
@@ -452,15 +453,18 @@ class ForecastModel:
         return backtest(self, df, windows, step, (static_cols, exog_cols))
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | Path) -> Path:
-        """Write ``model.json`` and one ``booster_<q>.txt`` (LightGBM text) per quantile."""
+    def save(self, path: str | Path | Location) -> Location:
+        """Write ``model.json`` and one ``booster_<q>.txt`` (LightGBM text) per booster.
+
+        ``path``: a local folder or ``s3://bucket/prefix`` (:mod:`nightcast.storage`).
+        """
         from nightcast.forecasting.persistence import save_model
 
-        return save_model(self, Path(path))
+        return save_model(self, path)
 
     @classmethod
-    def load(cls, path: str | Path) -> ForecastModel:
+    def load(cls, path: str | Path | Location) -> ForecastModel:
         """Restore a model written by :meth:`save`; it predicts identically."""
         from nightcast.forecasting.persistence import load_model
 
-        return load_model(Path(path))
+        return load_model(path)

@@ -1,10 +1,14 @@
-"""Save / load a :class:`~nightcast.forecasting.model.ForecastModel` as a directory.
+"""Save / load a :class:`~nightcast.forecasting.model.ForecastModel` as a folder.
 
 Layout: ``model.json`` (settings, features, categories, training window,
 metrics, the quantile calibration) plus one ``booster_<quantile>.txt`` per
-booster in LightGBM's text format (``Booster.save_model``), which round-trips
-predictions exactly: ``booster_p50.txt``, or one per quantile in artifacts saved
-before the quantiles were calibrated around the P50 (still loaded).
+booster in LightGBM's text format, which round-trips predictions exactly:
+``booster_p50.txt``, or one per quantile in artifacts saved before the
+quantiles were calibrated around the P50 (still loaded).
+
+The folder is a :class:`~nightcast.storage.Location`: a local path or
+``s3://bucket/prefix``. ``model.json`` is written last, so a folder without it
+is an artifact whose writer did not finish (never loaded as a model).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import lightgbm as lgb
 
+from nightcast.storage import Location, location
+
 if TYPE_CHECKING:
     from nightcast.forecasting.model import ForecastModel
 
@@ -22,10 +28,10 @@ FORMAT_VERSION = 1
 META_FILE = "model.json"
 
 
-def save_model(model: ForecastModel, root: Path) -> Path:
+def artifact_files(model: ForecastModel) -> dict[str, bytes]:
+    """The artifact's files by name: one LightGBM text file per booster, then ``model.json``."""
     if not model.boosters:
         raise ValueError("model is not fitted: nothing to save")
-    root.mkdir(parents=True, exist_ok=True)
     meta = {
         "format_version": FORMAT_VERSION,
         "params": model.params,
@@ -47,18 +53,33 @@ def save_model(model: ForecastModel, root: Path) -> Path:
         "reference_bins": model.reference_bins,
         "calibration": None if model.calibration is None else model.calibration.to_json(),
     }
-    for name, booster in model.boosters.items():
-        booster.save_model(str(root / f"booster_{name}.txt"))
-    (root / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
-    return root
+    files = {
+        f"booster_{name}.txt": booster.model_to_string().encode("utf-8")
+        for name, booster in model.boosters.items()
+    }
+    files[META_FILE] = json.dumps(meta, indent=2, default=str).encode("utf-8")
+    return files
 
 
-def load_model(root: Path) -> ForecastModel:
+def write_artifact(files: dict[str, bytes], root: Location) -> None:
+    """Write an artifact's files, ``model.json`` last (its presence means complete)."""
+    for name in sorted(files, key=lambda n: n == META_FILE):
+        (root / name).write_bytes(files[name])
+
+
+def save_model(model: ForecastModel, root: str | Path | Location) -> Location:
+    folder = location(root)
+    write_artifact(artifact_files(model), folder)
+    return folder
+
+
+def load_model(target: str | Path | Location) -> ForecastModel:
     from nightcast.forecasting.calibration import Calibration
     from nightcast.forecasting.model import ForecastModel
 
+    root = location(target)
     meta_path = root / META_FILE
-    if not meta_path.exists():
+    if not meta_path.is_file():
         raise ValueError(f"{root} is not a saved ForecastModel (no {META_FILE})")
     meta = json.loads(meta_path.read_text())
     if meta.get("format_version") != FORMAT_VERSION:
@@ -89,6 +110,7 @@ def load_model(root: Path) -> ForecastModel:
     cal = meta.get("calibration")
     model.calibration = None if cal is None else Calibration.from_json(cal)
     model.boosters = {
-        name: lgb.Booster(model_file=str(root / fname)) for name, fname in meta["boosters"].items()
+        name: lgb.Booster(model_str=(root / fname).read_text())
+        for name, fname in meta["boosters"].items()
     }
     return model

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,8 @@ import pandas as pd
 
 from nightcast import __version__
 from nightcast.forecasting.model import ForecastModel
+from nightcast.forecasting.persistence import META_FILE, artifact_files, write_artifact
+from nightcast.storage import Location, location
 from nightcast.warehouse.base import Warehouse
 
 log = logging.getLogger("nightcast.forecasting")
@@ -67,13 +68,19 @@ class RegistryError(RuntimeError):
     """A registry operation that cannot be done (no fallback, unknown version, ...)."""
 
 
-def artifact_checksum(folder: Path) -> str:
-    """sha256 over the artifact's files, in name order."""
+def files_checksum(files: dict[str, bytes]) -> str:
+    """sha256 over an artifact's files (relative name, then content), in path order."""
     h = hashlib.sha256()
-    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
-        h.update(f.relative_to(folder).as_posix().encode())
-        h.update(f.read_bytes())
+    for name in sorted(files, key=lambda n: n.split("/")):
+        h.update(name.encode())
+        h.update(files[name])
     return h.hexdigest()
+
+
+def artifact_checksum(folder: str | Path | Location) -> str:
+    """sha256 over the artifact's files as stored (local or S3), as :func:`files_checksum`."""
+    root = location(folder)
+    return files_checksum({f.relative_to(root): f.read_bytes() for f in root.files(recursive=True)})
 
 
 def _plain(value: Any) -> Any:
@@ -98,13 +105,13 @@ def ensure_registry(wh: Warehouse) -> None:
 
 
 # ---------------------------------------------------------------------- lookups
-def champion(wh: Warehouse) -> tuple[str, Path] | None:
-    """The current champion's version and artifact path, if any."""
+def champion(wh: Warehouse) -> tuple[str, str] | None:
+    """The current champion's version and artifact URL (a local path or s3://), if any."""
     row = wh.fetchone(
         "select model_version, artifact_path from forecast.model_registry where status = 'champion' "
         "order by registered_at desc limit 1"
     )
-    return (row[0], Path(row[1])) if row else None
+    return (row[0], str(row[1])) if row else None
 
 
 class ArtifactError(RegistryError):
@@ -119,11 +126,12 @@ def load_version(wh: Warehouse, version: str) -> ForecastModel:
     )
     if row is None:
         raise RegistryError(f"model {version} is not in forecast.model_registry")
-    path, registered = Path(row[0]), row[1]
-    if not path.exists():
+    path, registered = location(row[0]), row[1]
+    if not (path / META_FILE).exists():
         raise ArtifactError(
-            f"model {version} is registered at {path}, but that folder is missing; "
-            "restore it or run the forecast_retrain_weekly DAG to train a new champion"
+            f"model {version} is registered at {path}, but that folder is missing "
+            f"(no {META_FILE}); restore it or run the forecast_retrain_weekly DAG to train "
+            "a new champion"
         )
     if registered and (actual := artifact_checksum(path)) != registered:
         raise ArtifactError(
@@ -239,18 +247,19 @@ def shadow_candidate(wh: Warehouse) -> str | None:
 
 # ---------------------------------------------------------------------- registration
 def _save_artifact(
-    model: ForecastModel, models_dir: Path, trained_for: date
-) -> tuple[str, Path, str]:
-    staging = models_dir / f".staging-{trained_for.isoformat()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save(staging)
-    checksum = artifact_checksum(staging)
+    model: ForecastModel, models: str | Path | Location, trained_for: date
+) -> tuple[str, Location, str]:
+    """Write the artifact under ``models/<version>``; the version names its checksum.
+
+    The checksum is taken from the files before they are written, so the same
+    model always lands in the same folder (a rerun rewrites identical files);
+    ``model.json`` goes last, so a killed writer leaves no loadable artifact.
+    """
+    files = artifact_files(model)
+    checksum = files_checksum(files)
     version = f"m{trained_for:%Y%m%d}-{checksum[:8]}"
-    final = models_dir / version
-    if final.exists():
-        shutil.rmtree(staging)
-    else:
-        staging.rename(final)
+    final = location(models) / version
+    write_artifact(files, final)
     return version, final, checksum
 
 
@@ -278,7 +287,7 @@ def record_status(
 def register(
     wh: Warehouse,
     model: ForecastModel,
-    models_dir: Path,
+    models: str | Path | Location,
     trained_for: date,
     status: str,
     *,
@@ -289,7 +298,7 @@ def register(
     """Save ``model`` and insert its registry row with ``status`` (no other row changes)."""
     if status not in STATUSES:
         raise ValueError(f"unknown status {status!r}")
-    version, final, checksum = _save_artifact(model, models_dir, trained_for)
+    version, final, checksum = _save_artifact(model, models, trained_for)
     info = model.train_info
     now = datetime.now()
     values = [
@@ -302,7 +311,7 @@ def register(
         json.dumps(model.params, sort_keys=True, default=str),
         json.dumps(model.feature_names),
         json.dumps(metrics or {}, sort_keys=True, default=str),
-        str(final),
+        final.url,
         checksum,
         __version__,
         status,
@@ -338,7 +347,7 @@ def register(
 def save_and_register(
     wh: Warehouse,
     model: ForecastModel,
-    models_dir: Path,
+    models: str | Path | Location,
     trained_for: date,
     metrics: dict[str, Any] | None = None,
 ) -> str:
@@ -350,5 +359,5 @@ def save_and_register(
             "(challenger → evaluate → decide) or `nightcast model promote`"
         )
     return register(
-        wh, model, models_dir, trained_for, "champion", metrics=metrics, reason="first model"
+        wh, model, models, trained_for, "champion", metrics=metrics, reason="first model"
     )

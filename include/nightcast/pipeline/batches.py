@@ -128,12 +128,12 @@ def write_snapshot(frame: pd.DataFrame, path: Path) -> None:
 
 def load_pinned_model(path: str, checksum: str | None, version: str) -> ForecastModel:
     """The model the plan pinned; refuses an artifact whose checksum changed since."""
-    if checksum is not None and artifact_checksum(Path(path)) != checksum:
+    if checksum is not None and artifact_checksum(path) != checksum:
         raise RegistryError(
             f"model {version} at {path} changed since forecast_plan pinned it (checksum mismatch): "
             "clear forecast_plan with downstream so every batch uses one model"
         )
-    return ForecastModel.load(Path(path))
+    return ForecastModel.load(path)
 
 
 def write_part(table: pa.Table, path: Path, seconds: float) -> None:

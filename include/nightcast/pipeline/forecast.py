@@ -10,7 +10,6 @@ import logging
 import os
 import time
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -148,18 +147,19 @@ def _forecast_rows(
     )
 
 
-def _artifact_path(wh: Warehouse, version: str) -> Path:
+def _artifact_path(wh: Warehouse, version: str) -> str:
+    """The registered artifact's URL (a local path or s3://bucket/prefix)."""
     row = wh.fetchone(
         "select artifact_path from forecast.model_registry where model_version = ?", [version]
     )
     if row is None:
         raise RegistryError(f"model {version} is not in forecast.model_registry")
-    return Path(row[0])
+    return str(row[0])
 
 
 def _pin_champion(
     wh: Warehouse, history: pd.DataFrame, settings: Settings, run_date: date
-) -> tuple[str, Path, bool, str | None]:
+) -> tuple[str, str, bool, str | None]:
     """The serving model's version and artifact; trains and registers a first one if none exists.
 
     The fourth item says why the fallback serves instead of the champion (None normally).
@@ -170,11 +170,11 @@ def _pin_champion(
         return version, _artifact_path(wh, version), False, fallback_reason
     log.info("no champion model registered: training a first one on %d rows", len(history))
     model = train(history, settings)
-    version = save_and_register(wh, model, settings.models_dir, run_date)
+    version = save_and_register(wh, model, settings.models_location, run_date)
     return version, _artifact_path(wh, version), True, None
 
 
-def _pin_shadow(wh: Warehouse) -> tuple[str, Path] | None:
+def _pin_shadow(wh: Warehouse) -> tuple[str, str] | None:
     """Shadow mode (NIGHTCAST_SHADOW=1): the challenger every batch also forecasts with."""
     if os.environ.get("NIGHTCAST_SHADOW") != "1":
         return None

@@ -197,7 +197,7 @@ def train_challenger(settings: Settings, run_date: date) -> dict[str, Any]:
         version = register(
             wh,
             model,
-            settings.models_dir,
+            settings.models_location,
             run_date,
             "challenger",
             holdout_start=cutoffs[0],
