@@ -17,7 +17,11 @@ the repository.
 Writes are whole or absent: a file is written to a temporary name next to
 its target and then moved over it (a rename on disk; on S3 a server-side copy,
 which replaces the object whole, and the temporary key's deletion), so a
-writer killed halfway leaves the previous file readable on both.
+writer killed halfway leaves the previous file readable on both. A killed
+writer's temporary file stays behind (``TMP_MARK`` in its name, skipped by
+:meth:`Location.files`). S3's single CopyObject moves objects up to 5 GB: the
+pipeline's files are far smaller (an artifact is a few MB; a night's input
+snapshot at 30k series ~100 MB), and a larger one fails loudly, never half-moved.
 """
 
 from __future__ import annotations
