@@ -24,6 +24,7 @@ import yaml
 from nightcast.sources import bulk, client_io
 from nightcast.sources import streams as planner
 from nightcast.sources.extract import (
+    IncompleteLanding,
     Window,
     extract_table,
     landed_parts,
@@ -128,6 +129,41 @@ def test_a_rerun_with_fewer_streams_leaves_no_stale_part(tmp_path: Path) -> None
     publish_parts(path, [_part(path, ["x", "y"])])
     assert [p.name for p in path.parent.iterdir()] == ["part-0.parquet"]
     assert read_landed(path).column("id").to_pylist() == ["x", "y"]
+
+
+def test_a_writer_stopped_while_publishing_leaves_a_landing_readers_refuse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parts move into place one by one: stopped in between, the folder mixes two
+    attempts (new part-0, old part-1). Readers refuse it until the extract reruns."""
+    path = landing_path(tmp_path, "acme", "order_lines", RUN)
+    path.parent.mkdir(parents=True)
+    publish_parts(path, [_part(path, ["old-0"]), _part(path, ["old-1"])])
+    new = [_part(path, ["new-0"]), _part(path, ["new-1"])]
+    real_replace = Path.replace
+    moved: list[Path] = []
+
+    def stop_after_one(self: Path, target: Any) -> Path:
+        if moved:
+            raise KeyboardInterrupt  # the worker is killed between two moves
+        moved.append(self)
+        return real_replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", stop_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        publish_parts(path, new)
+    monkeypatch.undo()
+    assert pq.read_table(path).column("id").to_pylist() == ["new-0"]  # the mix is on disk
+    with pytest.raises(
+        IncompleteLanding, match=r"incomplete.*2 part\(s\).*Rerun the extract"
+    ) as err:
+        read_landed(path)
+    assert err.value.sources == ("acme",) and err.value.rerun_from == "extract"
+    publish_parts(path, [_part(path, ["rerun"])])  # the rerun replaces every part
+    assert read_landed(path).column("id").to_pylist() == ["rerun"]
+    assert sorted(p.name for p in path.parent.iterdir() if ".tmp" not in p.name) == [
+        "part-0.parquet"
+    ]
 
 
 def test_read_landed_without_a_landing_names_the_file(tmp_path: Path) -> None:

@@ -5,7 +5,10 @@ column as a string exactly as the ERP returned it, so that parsing happens in
 one place (the cleaner) whatever the source: a database or a CSV drop. A table
 lands as one part, or as one part per stream when extracted in parallel
 (:mod:`nightcast.sources.streams`); :func:`read_landed` reads all parts of a landing,
-and a rerun replaces them all (no stale part of an earlier run survives).
+and a rerun replaces them all (no stale part of an earlier run survives). While
+the parts are moved into place a ``_PUBLISHING`` marker sits beside them: a
+writer killed mid-way leaves it, and readers then refuse the landing (a mix of
+two attempts' parts) instead of reading it, until the extract is rerun.
 
 Incremental tables read ``updated_at`` in ``[window_start, window_end)``:
 ``window_end`` is the end of business day D (never ``now()``), and
@@ -162,12 +165,45 @@ def _part_number(path: Path) -> int | None:
     return None
 
 
-def landed_parts(path: Path) -> list[Path]:
-    """Every part of the landing that ``path`` (its part-0) names, in part order."""
-    if not path.parent.is_dir():
+# Beside a landing's parts while publish_parts moves them into place.
+PUBLISHING = "_PUBLISHING"
+
+
+class IncompleteLanding(RuntimeError, DeterministicError):
+    """A landing whose parts were being replaced when the writer stopped.
+
+    Retrying the reader reads the same mix: the rerun starts at the source's extract.
+    """
+
+    rerun_from = "extract"
+
+    def __init__(self, message: str, source: str) -> None:
+        super().__init__(message)
+        self.sources = (source,)
+
+
+def _parts(folder: Path) -> list[Path]:
+    if not folder.is_dir():
         return []
-    parts = [(n, p) for p in path.parent.iterdir() if (n := _part_number(p)) is not None]
+    parts = [(n, p) for p in folder.iterdir() if (n := _part_number(p)) is not None]
     return [p for _, p in sorted(parts)]
+
+
+def landed_parts(path: Path) -> list[Path]:
+    """Every part of the landing that ``path`` (its part-0) names, in part order.
+
+    Raises :class:`IncompleteLanding` when an extract was stopped while it
+    replaced these parts: the folder may hold parts of two attempts.
+    """
+    marker = path.with_name(PUBLISHING)
+    if marker.exists():
+        raise IncompleteLanding(
+            f"landing {path.parent} is incomplete: an extract stopped while replacing its "
+            f"parts ({marker.read_text().strip()}), so they may mix two attempts. "
+            "Rerun the extract task for this night: it replaces every part",
+            source=path.parent.parent.parent.name,  # raw/<source>/<table>/date=D
+        )
+    return _parts(path.parent)
 
 
 def read_landed(path: Path) -> pa.Table:
@@ -180,11 +216,21 @@ def read_landed(path: Path) -> pa.Table:
 
 def publish_parts(path: Path, tmps: list[Path]) -> None:
     """Move finished temporary parts into place as part-0..N-1 and drop any higher part
-    left by an earlier run with more streams, so a rerun replaces the whole landing."""
+    left by an earlier run with more streams, so a rerun replaces the whole landing.
+
+    Each move is atomic, the set of them is not: the ``_PUBLISHING`` marker is
+    written first and removed last, so a writer killed in between leaves a landing
+    that readers refuse rather than one that silently mixes two attempts.
+    """
+    marker = path.with_name(PUBLISHING)
+    marker.write_text(
+        f"{len(tmps)} part(s), started {datetime.now().isoformat(timespec='seconds')}\n"
+    )
     for i, tmp in enumerate(tmps):
         tmp.replace(path.with_name(f"part-{i}.parquet"))  # atomic per part
-    for stale in landed_parts(path)[len(tmps) :]:
+    for stale in _parts(path.parent)[len(tmps) :]:
         stale.unlink(missing_ok=True)
+    marker.unlink()
 
 
 def _bulk_reader(engine: sa.Engine, mapping: SourceMapping, table: TableMapping) -> Any:
