@@ -21,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from nightcast.monitoring.alerts import rerun_targets
 from nightcast.sources import bulk, client_io
 from nightcast.sources import streams as planner
 from nightcast.sources.extract import (
@@ -159,6 +160,8 @@ def test_a_writer_stopped_while_publishing_leaves_a_landing_readers_refuse(
     ) as err:
         read_landed(path)
     assert err.value.sources == ("acme",) and err.value.rerun_from == "extract"
+    # On-call's alert clears the source's extract (with downstream), not the reader.
+    assert rerun_targets("clean_acme", err.value) == ("extract_acme",)
     publish_parts(path, [_part(path, ["rerun"])])  # the rerun replaces every part
     assert read_landed(path).column("id").to_pylist() == ["rerun"]
     assert sorted(p.name for p in path.parent.iterdir() if ".tmp" not in p.name) == [
