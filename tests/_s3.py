@@ -25,6 +25,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 ACCESS_KEY = "nightcast-test"
 SECRET_KEY = "nightcast-test-secret"
@@ -38,6 +39,7 @@ class S3Server:
     bucket: str
     process: subprocess.Popen[bytes]
     folder: Path
+    log: IO[bytes] | None = None
 
     def env(self) -> dict[str, str]:
         """What a deployment sets to reach this store."""
@@ -55,6 +57,8 @@ class S3Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=15)
+        if self.log is not None:
+            self.log.close()
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -117,7 +121,7 @@ def start() -> S3Server:
         stderr=subprocess.STDOUT,
         cwd=folder,
     )  # fmt: skip
-    server = S3Server(f"http://127.0.0.1:{s3}", BUCKET, process, folder)
+    server = S3Server(f"http://127.0.0.1:{s3}", BUCKET, process, folder, log)
     try:
         _create_bucket(server)
     except Exception as exc:

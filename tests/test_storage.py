@@ -93,6 +93,7 @@ def test_killed_writer_leaves_the_previous_file(root: Location) -> None:
     time.sleep(0.5)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
+    proc.stdout.close()
     assert target.read_parquet().equals(before)
     # The next whole write replaces it; the killed writer's temporary file is no reader's.
     after = pa.table({"v": [4.0]})
