@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import hashlib
-import json
 import os
 import posixpath
 import uuid
@@ -47,7 +45,6 @@ LOCAL = "file"
 # Infix of a write's temporary name: ``part-00001.parquet.tmp-<id>`` matches no reader's
 # pattern (``*.parquet``, ``model.json``).
 TMP_MARK = ".tmp-"
-_CHUNK = 1 << 20
 
 
 class StorageError(RuntimeError):
@@ -170,12 +167,6 @@ class Location:
                 raise FileNotFoundError(f"{self.url} does not exist") from exc
             raise StorageError(f"cannot read {self.url}: {exc}") from exc
 
-    def read_text(self) -> str:
-        return self.read_bytes().decode("utf-8")
-
-    def read_json(self) -> Any:
-        return json.loads(self.read_text())
-
     def read_parquet(self, columns: list[str] | None = None, filters: Any = None) -> pa.Table:
         import pyarrow.parquet as pq
 
@@ -185,25 +176,6 @@ class Location:
             return pq.read_table(self.path, columns=columns, filters=filters, filesystem=self.fs)
         except OSError as exc:
             raise StorageError(f"cannot read Parquet {self.url}: {exc}") from exc
-
-    def parquet_rows(self) -> int:
-        import pyarrow.parquet as pq
-
-        with self.fs.open_input_file(self.path) as f:
-            return int(pq.ParquetFile(f).metadata.num_rows)
-
-    def parquet_metadata(self) -> dict[bytes, bytes]:
-        import pyarrow.parquet as pq
-
-        with self.fs.open_input_file(self.path) as f:
-            return dict(pq.ParquetFile(f).schema_arrow.metadata or {})
-
-    def sha256(self) -> str:
-        h = hashlib.sha256()
-        with self.fs.open_input_stream(self.path) as f:
-            while chunk := f.read(_CHUNK):
-                h.update(chunk)
-        return h.hexdigest()
 
     # ------------------------------------------------------------------ writing
     def _staged(self) -> str:
@@ -232,12 +204,6 @@ class Location:
             self._abort(staged)
             raise StorageError(f"cannot write {self.url}: {exc}") from exc
 
-    def write_text(self, text: str) -> None:
-        self.write_bytes(text.encode("utf-8"))
-
-    def write_json(self, value: Any) -> None:
-        self.write_text(json.dumps(value, indent=1, default=str))
-
     def write_parquet(self, table: pa.Table) -> None:
         import pyarrow.parquet as pq
 
@@ -258,14 +224,6 @@ class Location:
         except OSError as exc:
             if self.exists():
                 raise StorageError(f"cannot delete {self.url}: {exc}") from exc
-
-    def delete_tree(self) -> None:
-        """Remove this folder and everything under it (nothing when it is absent)."""
-        if self._info().type.name == "Directory":
-            self.fs.delete_dir(self.path)
-        elif self.scheme == S3:  # a "folder" on S3 is only its keys' shared prefix
-            for f in self.files(recursive=True):
-                f.delete()
 
 
 def location(target: str | Path | Location) -> Location:

@@ -14,6 +14,7 @@ is an artifact whose writer did not finish (never loaded as a model).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -73,15 +74,29 @@ def save_model(model: ForecastModel, root: str | Path | Location) -> Location:
     return folder
 
 
-def load_model(target: str | Path | Location) -> ForecastModel:
-    from nightcast.forecasting.calibration import Calibration
-    from nightcast.forecasting.model import ForecastModel
+def stored_files(root: Location) -> dict[str, bytes]:
+    """Every file under a stored artifact by relative name, each read once."""
+    return {f.relative_to(root): f.read_bytes() for f in root.files(recursive=True)}
 
+
+def load_model(target: str | Path | Location) -> ForecastModel:
     root = location(target)
     meta_path = root / META_FILE
     if not meta_path.is_file():
         raise ValueError(f"{root} is not a saved ForecastModel (no {META_FILE})")
-    meta = json.loads(meta_path.read_text())
+    return model_from_files(lambda name: (root / name).read_bytes())
+
+
+def model_from_files(read: Callable[[str], bytes]) -> ForecastModel:
+    """The model whose artifact files ``read`` returns by name (``model.json`` first).
+
+    The registry passes the very bytes it checked against the registered sha256,
+    so what is loaded is what was verified, read once.
+    """
+    from nightcast.forecasting.calibration import Calibration
+    from nightcast.forecasting.model import ForecastModel
+
+    meta = json.loads(read(META_FILE))
     if meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"unsupported model format_version {meta.get('format_version')!r}")
     model = ForecastModel(
@@ -110,7 +125,7 @@ def load_model(target: str | Path | Location) -> ForecastModel:
     cal = meta.get("calibration")
     model.calibration = None if cal is None else Calibration.from_json(cal)
     model.boosters = {
-        name: lgb.Booster(model_str=(root / fname).read_text())
+        name: lgb.Booster(model_str=read(fname).decode("utf-8"))
         for name, fname in meta["boosters"].items()
     }
     return model

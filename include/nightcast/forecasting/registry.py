@@ -27,7 +27,13 @@ import pandas as pd
 
 from nightcast import __version__
 from nightcast.forecasting.model import ForecastModel
-from nightcast.forecasting.persistence import META_FILE, artifact_files, write_artifact
+from nightcast.forecasting.persistence import (
+    META_FILE,
+    artifact_files,
+    model_from_files,
+    stored_files,
+    write_artifact,
+)
 from nightcast.storage import Location, location
 from nightcast.warehouse.base import Warehouse
 
@@ -79,8 +85,7 @@ def files_checksum(files: dict[str, bytes]) -> str:
 
 def artifact_checksum(folder: str | Path | Location) -> str:
     """sha256 over the artifact's files as stored (local or S3), as :func:`files_checksum`."""
-    root = location(folder)
-    return files_checksum({f.relative_to(root): f.read_bytes() for f in root.files(recursive=True)})
+    return files_checksum(stored_files(location(folder)))
 
 
 def _plain(value: Any) -> Any:
@@ -127,20 +132,21 @@ def load_version(wh: Warehouse, version: str) -> ForecastModel:
     if row is None:
         raise RegistryError(f"model {version} is not in forecast.model_registry")
     path, registered = location(row[0]), row[1]
-    if not (path / META_FILE).exists():
+    files = stored_files(path)  # read once: the bytes checked are the bytes loaded
+    if META_FILE not in files:
         raise ArtifactError(
             f"model {version} is registered at {path}, but that folder is missing "
             f"(no {META_FILE}); restore it or run the forecast_retrain_weekly DAG to train "
             "a new champion"
         )
-    if registered and (actual := artifact_checksum(path)) != registered:
+    if registered and (actual := files_checksum(files)) != registered:
         raise ArtifactError(
             f"model {version}: the artifact at {path} has sha256 {actual[:12]}…, the registry "
             f"says {registered[:12]}…; it was modified or corrupted after registration. "
             "Restore it from backup or retrain; `nightcast model rollback` serves the fallback"
         )
     try:
-        return ForecastModel.load(path)
+        return model_from_files(files.__getitem__)
     except Exception as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ArtifactError(

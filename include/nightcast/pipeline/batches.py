@@ -29,7 +29,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nightcast.forecasting import ForecastModel
-from nightcast.forecasting.registry import RegistryError, artifact_checksum
+from nightcast.forecasting.persistence import META_FILE, model_from_files, stored_files
+from nightcast.forecasting.registry import RegistryError, files_checksum
+from nightcast.storage import location
 
 PART_GLOB = "part-*.parquet"
 # Seconds a batch spent, kept in its part's Parquet metadata for the load summary.
@@ -127,13 +129,19 @@ def write_snapshot(frame: pd.DataFrame, path: Path) -> None:
 
 
 def load_pinned_model(path: str, checksum: str | None, version: str) -> ForecastModel:
-    """The model the plan pinned; refuses an artifact whose checksum changed since."""
-    if checksum is not None and artifact_checksum(path) != checksum:
+    """The model the plan pinned; refuses an artifact whose checksum changed since.
+
+    The artifact is read once: the bytes checked are the bytes loaded.
+    """
+    files = stored_files(location(path))
+    if checksum is not None and files_checksum(files) != checksum:
         raise RegistryError(
             f"model {version} at {path} changed since forecast_plan pinned it (checksum mismatch): "
             "clear forecast_plan with downstream so every batch uses one model"
         )
-    return ForecastModel.load(path)
+    if META_FILE not in files:
+        raise RegistryError(f"model {version} at {path} is not a saved model (no {META_FILE})")
+    return model_from_files(files.__getitem__)
 
 
 def write_part(table: pa.Table, path: Path, seconds: float) -> None:
