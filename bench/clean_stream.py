@@ -10,7 +10,7 @@ within memory too. Then, each in its own process so peak RSS is that path's own:
 
 * ``streaming``: :func:`nightcast.cleaning.clean.clean_landed` on the big landing,
   batch by batch, writing the clean and quarantine Parquet files as it goes;
-* ``whole``: today's path, ``read_landed`` + ``clean_table`` + one Parquet write per
+* ``whole``: the path before streaming, the landing read whole + ``clean_table`` + one Parquet write per
   output, on a landing it can hold (``--whole-rows``);
 * ``streaming`` on that same small landing too, for a like-for-like comparison.
 
@@ -105,7 +105,6 @@ def run_path(kind: str, landing: Path, out: Path, batch_rows: int) -> dict[str, 
     import pyarrow.parquet as pq
 
     from nightcast.cleaning.clean import clean_landed, clean_table
-    from nightcast.sources.extract import landed_parts, read_landed
     from nightcast.sources.mapping import load_mapping
 
     table = load_mapping(DEMO_YAML).tables["order_lines"]
@@ -114,7 +113,7 @@ def run_path(kind: str, landing: Path, out: Path, batch_rows: int) -> dict[str, 
     started = time.perf_counter()
     if kind == "streaming":
         s = clean_landed(
-            landed_parts(landing),
+            [landing],  # one Parquet file of landed rows (generate())
             table,
             "demo",
             RUN_DATE,
@@ -125,7 +124,7 @@ def run_path(kind: str, landing: Path, out: Path, batch_rows: int) -> dict[str, 
         )
         rows, clean, quarantined = s.rows_in, s.rows_clean, s.rows_quarantined
     else:  # the clean stage before streaming: whole table in, two whole frames out
-        res = clean_table(read_landed(landing), table, "demo", RUN_DATE, landing, "UTC")
+        res = clean_table(pq.read_table(landing), table, "demo", RUN_DATE, landing, "UTC")
         for frame, path in ((res.clean, clean_out), (res.quarantine, q_out)):
             pq.write_table(
                 pa.Table.from_pandas(frame, preserve_index=False), path, compression="zstd"

@@ -41,6 +41,24 @@ def postgres_warehouse_env(url: str) -> dict[str, str]:
     }
 
 
+# What a deployment keeps under its data folder when lake, models and reports are local.
+LOCAL_STORES = ("lake", "models", "reports")
+
+
+def s3_storage_env(server: Any, name: str) -> dict[str, str]:
+    """The environment of a deployment whose lake, models and reports are on the test
+    object store (``tests/_s3.py``), under a fresh prefix."""
+    import uuid
+
+    root = f"s3://{server.bucket}/{name}-{uuid.uuid4().hex[:8]}"
+    return {
+        **server.env(),
+        "NIGHTCAST_LAKE_URL": f"{root}/lake",
+        "NIGHTCAST_MODELS_URL": f"{root}/models",
+        "NIGHTCAST_REPORTS_URL": f"{root}/reports",
+    }
+
+
 @contextmanager
 def demo_deployment(
     data: Path,

@@ -116,6 +116,9 @@ def start() -> S3Server:
             "-master.telemetry=false", f"-master.port={master}", f"-volume.port={volume}",
             f"-filer.port={filer}", "-s3", f"-s3.port={s3}", f"-s3.config={folder / 's3.json'}",
             "-s3.port.iceberg=0", "-s3.port.lance=0", "-volume.max=0",
+            # Volumes of 256 MB, not the default 30 GB: each bucket grows volumes of its own,
+            # and with 30 GB ones a second bucket got none here (UploadPart INTERNAL_FAILURE).
+            "-master.volumeSizeLimitMB=256",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -10,8 +10,12 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from nightcast.storage import Location
 
 ROOT = Path(__file__).resolve().parents[1]
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="nightcast-tests-"))
@@ -73,3 +77,14 @@ def s3_root(
         monkeypatch.setenv(key, value)
     name = "".join(c if c.isalnum() else "-" for c in request.node.name)[:40]
     return f"s3://{s3_server.bucket}/{name}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(params=["local", "s3"])
+def store_root(request: pytest.FixtureRequest, tmp_path: Path) -> Location:
+    """An empty folder on the local disk, then on the test object store: a test using it
+    runs once on each (the lake, models and reports must behave the same on both)."""
+    from nightcast.storage import location
+
+    if request.param == "local":
+        return location(tmp_path / "store")
+    return location(request.getfixturevalue("s3_root"))

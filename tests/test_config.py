@@ -10,10 +10,12 @@ import sqlalchemy as sa
 from nightcast.config import (
     PROJECT_ROOT,
     MissingSettingError,
+    SettingError,
     airflow_uri_to_sqlalchemy,
     connection_url,
     get_settings,
 )
+from nightcast.storage import location
 
 
 def test_missing_connection_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -83,13 +85,15 @@ def test_settings_read_env_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("NIGHTCAST_TIMEZONE", "Europe/Berlin")
     monkeypatch.setenv("NIGHTCAST_HORIZON_DAYS", "14")
     monkeypatch.setenv("NIGHTCAST_LOOKBACK_DAYS", "7")
-    monkeypatch.delenv("NIGHTCAST_LAKE_DIR", raising=False)
+    monkeypatch.delenv("NIGHTCAST_LAKE_URL", raising=False)
+    monkeypatch.delenv("NIGHTCAST_REPORTS_URL", raising=False)
     monkeypatch.delenv("NIGHTCAST_MODELS_DIR", raising=False)
 
     s = get_settings()
 
     assert s.data_dir == tmp_path / "data"
-    assert s.lake_dir == tmp_path / "data" / "lake"  # follows the data dir
+    assert s.lake == location(tmp_path / "data" / "lake")  # follows the data dir
+    assert s.reports == location(tmp_path / "data" / "reports")
     assert s.models_dir == tmp_path / "data" / "models"
     assert s.models_location.url == str(tmp_path / "data" / "models")  # no NIGHTCAST_MODELS_URL
     assert s.warehouse_path == tmp_path / "elsewhere" / "wh.duckdb"
@@ -103,7 +107,7 @@ def test_settings_read_env_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in (
         "NIGHTCAST_DATA_DIR",
-        "NIGHTCAST_LAKE_DIR",
+        "NIGHTCAST_LAKE_URL",
         "NIGHTCAST_WAREHOUSE_PATH",
         "NIGHTCAST_SOURCES_DIR",
         "NIGHTCAST_MODELS_DIR",
@@ -123,6 +127,24 @@ def test_relative_override_is_resolved(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NIGHTCAST_DATA_DIR", "rel/data")
     assert get_settings().data_dir == tmp_path.resolve() / "rel" / "data"
+
+
+def test_lake_and_reports_urls(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("NIGHTCAST_LAKE_URL", "s3://acme-data/nightcast/lake/")
+    monkeypatch.setenv("NIGHTCAST_REPORTS_URL", str(tmp_path / "pages"))
+    s = get_settings()
+    assert (s.lake.url, s.reports) == (
+        "s3://acme-data/nightcast/lake",
+        location(tmp_path / "pages"),
+    )
+    monkeypatch.setenv("NIGHTCAST_LAKE_URL", "hdfs://nn/lake")
+    with pytest.raises(SettingError, match=r"NIGHTCAST_LAKE_URL='hdfs://nn/lake'.*'hdfs'"):
+        get_settings()
+    # The old setting is not silently ignored (that would put the lake back on local disk).
+    monkeypatch.delenv("NIGHTCAST_LAKE_URL")
+    monkeypatch.setenv("NIGHTCAST_LAKE_DIR", "/srv/lake")
+    with pytest.raises(SettingError, match=r"NIGHTCAST_LAKE_DIR was renamed NIGHTCAST_LAKE_URL"):
+        get_settings()
 
 
 def test_models_url(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -16,11 +15,9 @@ import pytest
 from nightcast.storage import Location, StorageError, location
 
 
-@pytest.fixture(params=["local", "s3"])
-def root(request: pytest.FixtureRequest, tmp_path: Path) -> Location:
-    if request.param == "local":
-        return location(tmp_path / "store")
-    return location(request.getfixturevalue("s3_root"))
+@pytest.fixture
+def root(store_root: Location) -> Location:
+    return store_root
 
 
 def test_round_trips(root: Location) -> None:
@@ -110,3 +107,32 @@ def test_location_errors() -> None:
     assert location("s3://bucket/lake") / "a/b" == location("s3://bucket/lake/a/b")
     with pytest.raises(StorageError, match="not on the local disk"):
         location("s3://bucket/lake").local_path()
+
+
+def test_storage_check_creates_a_missing_bucket_only_when_asked(
+    s3_root: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`nightcast storage-check` (docker-compose's airflow-init runs it): a bucket that
+    does not exist is named; with --create-buckets it is made, and every store probed."""
+    from nightcast.cli import main
+
+    bucket = f"fresh-{os.urandom(4).hex()}"
+    monkeypatch.setenv("NIGHTCAST_LAKE_URL", f"s3://{bucket}/lake")
+    monkeypatch.setenv("NIGHTCAST_MODELS_URL", f"{s3_root}/models")
+    monkeypatch.setenv("NIGHTCAST_REPORTS_URL", f"s3://{bucket}/reports")
+    monkeypatch.setenv("AIRFLOW__LOGGING__REMOTE_LOGGING", "True")
+    monkeypatch.setenv("AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER", f"{s3_root}/logs")
+    assert main(["storage-check"]) == 1
+    err = capsys.readouterr().err
+    assert f"lake (NIGHTCAST_LAKE_URL): FAILED: s3://{bucket}/lake: bucket {bucket!r}" in err
+    # A fresh SeaweedFS bucket grows its first volume on the first write: --wait retries.
+    assert main(["storage-check", "--create-buckets", "--wait", "60"]) == 0
+    out = capsys.readouterr().out
+    assert f"s3://{bucket}/lake: write, read and delete ok (bucket {bucket} created)" in out
+    assert "task logs (AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER)" in out
+    assert location(f"s3://{bucket}/lake").files(recursive=True) == []  # no probe left
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    with pytest.raises(StorageError, match=r"s3://.*/models"):
+        from nightcast.storage import check_store
+
+        check_store(location(f"{s3_root}/models"), wait_s=0)

@@ -72,6 +72,33 @@ def cmd_airflow_setup(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_storage_check(args: argparse.Namespace) -> int:
+    """Prove the lake, models, reports and (when set) the remote task-log folder usable."""
+    from nightcast.config import get_settings
+    from nightcast.storage import StorageError, check_store, location
+
+    _apply_defaults()
+    settings = get_settings()
+    targets = {
+        "lake (NIGHTCAST_LAKE_URL)": settings.lake,
+        "models (NIGHTCAST_MODELS_URL)": settings.models_location,
+        "reports (NIGHTCAST_REPORTS_URL)": settings.reports,
+    }
+    logs = os.environ.get("AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER", "").strip()
+    if logs and os.environ.get("AIRFLOW__LOGGING__REMOTE_LOGGING", "").lower() == "true":
+        targets["task logs (AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER)"] = location(logs)
+    failed = 0
+    for what, target in targets.items():
+        try:
+            print(
+                f"{what}: {check_store(target, create_bucket=args.create_buckets, wait_s=args.wait)}"
+            )
+        except StorageError as exc:
+            print(f"{what}: FAILED: {exc}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from nightcast.demo import run_demo
 
@@ -342,6 +369,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from nightcast.config import get_settings
     from nightcast.pipeline.report import report
+    from nightcast.storage import location
     from nightcast.warehouse.base import open_warehouse
 
     _apply_defaults()
@@ -356,7 +384,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     result = report(settings, day)
     print(result["path"])
     if args.open:
-        webbrowser.open(Path(result["path"]).as_uri())
+        page = location(result["path"])
+        if not page.is_local:
+            raise SystemExit(f"--open opens a local file; the report is on object storage: {page}")
+        webbrowser.open(page.local_path().as_uri())
     return 0
 
 
@@ -408,6 +439,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     af.set_defaults(func=cmd_airflow)
 
+    sc = sub.add_parser(
+        "storage-check",
+        help="write, read and delete a probe file in the lake, models, reports and task-log stores",
+    )
+    sc.add_argument(
+        "--create-buckets", action="store_true", help="create a missing S3 bucket (deployment init)"
+    )
+    sc.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        help="seconds to keep retrying while the store does not answer",
+    )
+    sc.set_defaults(func=cmd_storage_check)
     b = sub.add_parser("bi-role", help="create the read-only BI role on a PostgreSQL warehouse")
     b.add_argument("--role", default="nightcast_bi")
     b.add_argument(

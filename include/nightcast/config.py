@@ -58,7 +58,11 @@ class Settings:
     """Where things live for one deployment."""
 
     data_dir: Path
-    lake_dir: Path
+    # The lake (landing, clean/quarantine, forecast inputs and parts, GX Data Docs,
+    # reports): NIGHTCAST_LAKE_URL, a local folder or s3://bucket/prefix.
+    lake: Location
+    # The nightly HTML reports: NIGHTCAST_REPORTS_URL, a local folder or s3://bucket/prefix.
+    reports: Location
     warehouse_path: Path
     sources_dir: Path
     dbt_project_dir: Path
@@ -109,7 +113,8 @@ def get_settings() -> Settings:
     warehouse_path = _path("NIGHTCAST_WAREHOUSE_PATH", data_dir / "warehouse.duckdb")
     return Settings(
         data_dir=data_dir,
-        lake_dir=_path("NIGHTCAST_LAKE_DIR", data_dir / "lake"),
+        lake=location(_storage_url("NIGHTCAST_LAKE_URL") or data_dir / "lake"),
+        reports=location(_storage_url("NIGHTCAST_REPORTS_URL") or data_dir / "reports"),
         warehouse_path=warehouse_path,
         sources_dir=_path(
             "NIGHTCAST_SOURCES_DIR", PROJECT_ROOT / "include" / "nightcast" / "sources" / "mappings"
@@ -143,16 +148,27 @@ def get_settings() -> Settings:
     )
 
 
+# Settings renamed when the lake moved to object storage: a deployment still setting the
+# old name gets an error naming the new one, not a lake silently back on the default.
+RENAMED = {"NIGHTCAST_LAKE_DIR": "NIGHTCAST_LAKE_URL"}
+
+
 def _storage_url(name: str) -> str:
     """A storage URL setting (a local path or s3://bucket/prefix), checked now: a typo in
     the scheme fails here, naming the variable, not on the first write of a night."""
+    for old, new in RENAMED.items():
+        if new == name and os.environ.get(old):
+            raise SettingError(
+                f"{old} was renamed {new} (a local folder or s3://bucket/prefix): "
+                f"set {new}={os.environ[old]!r} instead"
+            )
     raw = os.environ.get(name, "").strip()
     if not raw:
         return ""
     try:
         return location(raw).url
     except StorageError as exc:
-        raise ValueError(f"{name}={raw!r}: {exc}") from exc
+        raise SettingError(f"{name}={raw!r}: {exc}") from exc
 
 
 WAREHOUSE_URL_VAR = "NIGHTCAST_WAREHOUSE_URL"

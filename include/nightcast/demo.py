@@ -64,9 +64,9 @@ def airflow_setup(settings: Settings | None = None) -> None:
 
 
 def _reset(settings: Settings, erp_url: str) -> None:
+    settings.lake.delete_tree()
+    settings.models_location.delete_tree()
     for path in (
-        settings.lake_dir,
-        settings.models_dir,
         settings.data_dir / "dbt",
         settings.data_dir / "logs",
     ):

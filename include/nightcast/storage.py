@@ -22,16 +22,26 @@ writer's temporary file stays behind (``TMP_MARK`` in its name, skipped by
 :meth:`Location.files`). S3's single CopyObject moves objects up to 5 GB: the
 pipeline's files are far smaller (an artifact is a few MB; a night's input
 snapshot at 30k series ~100 MB), and a larger one fails loudly, never half-moved.
+
+A folder of several files that must appear together (a landing's parts) is a
+*partition*: its parts are written under names of their attempt and committed by
+one whole-or-absent manifest naming them (:func:`commit_partition`); readers
+read only what the manifest names (:func:`partition_parts`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fnmatch
+import json
 import os
 import posixpath
+import shutil
+import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,10 +66,12 @@ def _endpoint() -> str | None:
 
 
 @lru_cache(maxsize=8)
-def _s3(endpoint: str | None, region: str | None) -> pafs.S3FileSystem:
+def _s3(
+    endpoint: str | None, region: str | None, create_buckets: bool = False
+) -> pafs.S3FileSystem:
     import pyarrow.fs as pafs
 
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"allow_bucket_creation": create_buckets}
     if endpoint:
         scheme, _, host = endpoint.partition("://")
         kwargs.update(endpoint_override=host or scheme, scheme=scheme if host else "https")
@@ -142,9 +154,9 @@ class Location:
         root = self.path.rstrip("/") + "/"
         out = []
         for info in infos:
-            if info.type != pafs.FileType.File or TMP_MARK in info.base_name:
-                continue  # a write in progress (or killed): not a file yet
             rel = info.path[len(root) :] if info.path.startswith(root) else info.base_name
+            if info.type != pafs.FileType.File or TMP_MARK in rel:
+                continue  # a write (or scratch folder) in progress or killed: not a file yet
             if fnmatch.fnmatchcase(rel if recursive else info.base_name, pattern):
                 out.append(Location(self.scheme, info.path))
         return sorted(out, key=lambda loc: loc.path)
@@ -160,6 +172,20 @@ class Location:
         try:
             with self.fs.open_input_stream(self.path) as f:
                 return bytes(f.read())
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"{self.url} does not exist") from exc
+        except OSError as exc:
+            if not self.exists():
+                raise FileNotFoundError(f"{self.url} does not exist") from exc
+            raise StorageError(f"cannot read {self.url}: {exc}") from exc
+
+    def read_text(self) -> str:
+        return self.read_bytes().decode("utf-8")
+
+    def open_input(self) -> pa.NativeFile:
+        """A seekable reader of this file (Parquet footers, batch iteration)."""
+        try:
+            return self.fs.open_input_file(self.path)
         except FileNotFoundError as exc:
             raise FileNotFoundError(f"{self.url} does not exist") from exc
         except OSError as exc:
@@ -204,6 +230,82 @@ class Location:
             self._abort(staged)
             raise StorageError(f"cannot write {self.url}: {exc}") from exc
 
+    def write_text(self, text: str) -> None:
+        self.write_bytes(text.encode("utf-8"))
+
+    def put_file(self, local: Path, *, fresh_name: bool = False) -> None:
+        """Publish a finished local file here, whole or not at all (the local file is used up).
+
+        ``fresh_name``: this name was never read (a part of a partition attempt, made
+        visible by the manifest later), so on S3 the upload goes to it directly, without
+        the temporary key and the server-side copy.
+        """
+        if self.is_local:
+            target = Path(self.path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(local, target)  # same filesystem: one atomic rename
+                return
+            except OSError:
+                pass  # another device: copy to a sibling, then rename
+        import pyarrow.fs as pafs
+
+        staged = self.path if fresh_name and not self.is_local else self._staged()
+        try:
+            pafs.copy_files(
+                str(local), staged, source_filesystem=pafs.LocalFileSystem(),
+                destination_filesystem=self.fs,
+            )  # fmt: skip
+            if staged != self.path:
+                self._commit(staged)
+        except OSError as exc:
+            self._abort(staged)
+            raise StorageError(f"cannot write {self.url}: {exc}") from exc
+        local.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def staged_file(self, suffix: str = "") -> Iterator[Path]:
+        """A local path to write this file's content to (streaming writers: Parquet
+        writers, GX); published here by :meth:`put_file` when the block ends without an
+        error, deleted otherwise. On a local location it sits beside the target (the
+        publish is a rename); on S3 in the system's temporary folder."""
+        if self.is_local:
+            tmp = Path(self._staged() + suffix)
+        else:
+            fd, name = tempfile.mkstemp(prefix="nightcast-", suffix=f"-{self.name}{suffix}")
+            os.close(fd)
+            tmp = Path(name)
+        try:
+            yield tmp
+            self.put_file(tmp)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def scratch(self) -> Iterator[Path]:
+        """A local scratch folder for a writer of this folder, removed afterwards: inside
+        the folder on a local disk (the lake's disk, and a publish is a rename), in the
+        system's temporary folder for S3."""
+        parent = None
+        if self.is_local:
+            Path(self.path).mkdir(parents=True, exist_ok=True)
+            parent = self.path
+        with tempfile.TemporaryDirectory(prefix=f"{TMP_MARK}scratch-", dir=parent) as tmp:
+            yield Path(tmp)
+
+    def upload_tree(self, local: Path) -> None:
+        """Copy every file under the local folder ``local`` here, keeping relative paths
+        (each file written whole)."""
+        for file in sorted(p for p in local.rglob("*") if p.is_file()):
+            target = self / file.relative_to(local).as_posix()
+            if self.is_local:
+                Path(target.path).parent.mkdir(parents=True, exist_ok=True)
+                staged = target._staged()
+                shutil.copyfile(file, staged)
+                target._commit(staged)
+            else:
+                target.write_bytes(file.read_bytes())
+
     def write_parquet(self, table: pa.Table) -> None:
         import pyarrow.parquet as pq
 
@@ -224,6 +326,123 @@ class Location:
         except OSError as exc:
             if self.exists():
                 raise StorageError(f"cannot delete {self.url}: {exc}") from exc
+
+    def delete_tree(self) -> None:
+        """Remove this folder and everything under it (nothing when it is absent)."""
+        try:
+            if self.exists():
+                self.fs.delete_dir(self.path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StorageError(f"cannot delete {self.url}: {exc}") from exc
+
+
+# ---------------------------------------------------------------------- partitions
+# A partition is a folder of parts made visible as one: the writer writes its parts
+# under names no earlier attempt used, then the manifest naming exactly those parts
+# (one whole-or-absent write: the commit), then deletes the parts of earlier attempts.
+# Readers read the parts the manifest names, nothing else: a writer killed before its
+# commit leaves the previous partition as it was, on S3 (no rename) as on local disk.
+MANIFEST = "_manifest.json"
+
+
+def new_attempt() -> str:
+    """A name for one write attempt of a partition, unique in practice."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+
+def commit_partition(folder: Location, parts: list[str], **info: Any) -> None:
+    """Make ``parts`` (file names under ``folder``, in read order) the partition, then
+    delete the files of earlier attempts (any other ``*.parquet`` in the folder)."""
+    manifest = {
+        "parts": list(parts),
+        "committed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **info,
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    keep = set(parts)
+    for stale in folder.files("*.parquet"):
+        if stale.name not in keep:
+            stale.delete()
+
+
+def read_manifest(folder: Location) -> dict[str, Any] | None:
+    """The partition's manifest, or None when no attempt ever committed."""
+    try:
+        raw = (folder / MANIFEST).read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        manifest: dict[str, Any] = json.loads(raw)
+        if not isinstance(manifest.get("parts"), list):
+            raise ValueError("no list of parts")
+    except ValueError as exc:
+        raise StorageError(f"{folder / MANIFEST} is not a partition manifest: {exc}") from exc
+    return manifest
+
+
+def partition_parts(folder: Location) -> list[Location]:
+    """The committed parts of the partition at ``folder``, in read order ([] when none).
+
+    A part the manifest names but the store lacks is an error naming both: something
+    other than the pipeline deleted it.
+    """
+    manifest = read_manifest(folder)
+    if manifest is None:
+        return []
+    parts = [folder / name for name in manifest["parts"]]
+    present = {p.name for p in folder.files("*")}
+    missing = [p.name for p in parts if p.name not in present]
+    if missing:
+        raise StorageError(
+            f"partition {folder} names part(s) {missing} in {MANIFEST} that are not in the "
+            "store: they were deleted outside the pipeline; rerun the task that writes it"
+        )
+    return parts
+
+
+def check_store(target: Location, *, create_bucket: bool = False, wait_s: float = 0.0) -> str:
+    """Prove ``target`` usable: (on S3, its bucket created first if asked and missing)
+    a probe file written, read back, listed and deleted. Retries for ``wait_s`` seconds
+    while the store does not answer (a store starting beside the caller); raises
+    :class:`StorageError` naming the URL. Returns a one-line description."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return _probe(target, create_bucket)
+        except (OSError, StorageError) as exc:
+            if time.monotonic() >= deadline:
+                if isinstance(exc, StorageError):
+                    raise
+                raise StorageError(f"{target}: {exc}") from exc
+            time.sleep(2)
+
+
+def _probe(target: Location, create_bucket: bool) -> str:
+    import pyarrow.fs as pafs
+
+    created = ""
+    if not target.is_local:
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        bucket = target.path.split("/", 1)[0]
+        fs = _s3(_endpoint(), region, create_buckets=create_bucket)
+        if fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+            if not create_bucket:
+                raise StorageError(f"{target}: bucket {bucket!r} does not exist")
+            fs.create_dir(bucket)
+            created = f" (bucket {bucket} created)"
+    probe = target / f"_nightcast_probe{TMP_MARK}{uuid.uuid4().hex[:8]}"
+    body = f"nightcast storage check {datetime.now(UTC).isoformat()}".encode()
+    probe.write_bytes(body)
+    try:
+        if probe.read_bytes() != body:
+            raise StorageError(f"{target}: a probe file read back different bytes")
+    finally:
+        probe.delete()
+    return f"{target}: write, read and delete ok{created}"
 
 
 def location(target: str | Path | Location) -> Location:

@@ -20,6 +20,8 @@ from nightcast import audit
 from nightcast.cli import main
 from nightcast.config import get_settings
 from nightcast.pipeline.forecast import publish
+from nightcast.sources.extract import publish_parts
+from nightcast.storage import location
 from nightcast.warehouse.base import Warehouse, open_warehouse
 
 D = date(2025, 5, 1)
@@ -73,12 +75,14 @@ def seed(wh: Warehouse, lake: Path) -> dict[str, str]:
     lake.mkdir(parents=True, exist_ok=True)
     with wh.transaction():
         for table, body in (("order_lines", b"a,b\n1,2\n3,4\n"), ("items", b"id\nx\n")):
-            path = lake / f"{table}.csv"
-            path.write_bytes(body)
+            part = lake / f"{table}.part"
+            part.write_bytes(body)
+            folder = location(lake) / "raw" / "demo" / table / f"date={D}"
+            publish_parts(folder, [part])
             shas[table] = hashlib.sha256(body).hexdigest()
             wh.execute(
                 "insert into ops.extract_windows values (?, ?, ?, ?, ?, ?, ?, ?)",
-                ["demo", table, D, "full", None, None, body.count(b"\n") - 1, str(path)],
+                ["demo", table, D, "full", None, None, body.count(b"\n") - 1, str(folder)],
             )
         wh.execute(
             "insert into forecast.model_registry (model_version, trained_for_run, params, "
@@ -308,20 +312,14 @@ def test_the_audit_writer_only_ever_inserts(duck_url: str, tmp_path: Path) -> No
 
 
 def test_a_multi_part_landing_is_hashed_over_every_part(tmp_path: Path) -> None:
-    folder = tmp_path / "raw" / "erp" / "order_lines" / "date=2025-05-01"
-    folder.mkdir(parents=True)
+    folder = location(tmp_path / "raw" / "erp" / "order_lines" / "date=2025-05-01")
     bodies = [b"part zero", b"part one", b"part two"]
     for k, body in enumerate(bodies):
-        (folder / f"part-{k}.parquet").write_bytes(body)
-    (folder / "part-1.parquet.tmp").write_bytes(b"a crashed write is not part of the landing")
-    first = folder / "part-0.parquet"
-    assert audit.records.landing_sha256(first) == (hashlib.sha256(b"".join(bodies)).hexdigest(), 3)
+        (tmp_path / f"p{k}").write_bytes(body)
+    parts = publish_parts(folder, [tmp_path / f"p{k}" for k in range(3)])
+    (folder / "part-1-killed.parquet").write_bytes(b"an unfinished attempt is not the landing")
+    assert audit.records.landing_sha256(folder) == (hashlib.sha256(b"".join(bodies)).hexdigest(), 3)
     # Changing any later part changes the recorded hash: the whole landing is covered.
-    (folder / "part-2.parquet").write_bytes(b"part 2!!")
-    assert audit.records.landing_sha256(first)[0] != hashlib.sha256(b"".join(bodies)).hexdigest()
-    # A one-part landing hashes exactly like its file (older audit rows still compare).
-    single = tmp_path / "single" / "part-0.parquet"
-    single.parent.mkdir()
-    single.write_bytes(b"only")
-    assert audit.records.landing_sha256(single) == (hashlib.sha256(b"only").hexdigest(), 1)
-    assert audit.records.landing_sha256(tmp_path / "gone" / "part-0.parquet") == (None, 0)
+    parts[2].write_bytes(b"part 2!!")
+    assert audit.records.landing_sha256(folder)[0] != hashlib.sha256(b"".join(bodies)).hexdigest()
+    assert audit.records.landing_sha256(location(tmp_path / "gone")) == (None, 0)

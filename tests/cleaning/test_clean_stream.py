@@ -14,6 +14,7 @@ import pytest
 from nightcast.cleaning import clean as clean_module
 from nightcast.cleaning.clean import clean_table
 from nightcast.sources.mapping import TableMapping, load_mapping
+from nightcast.storage import TMP_MARK
 
 DEMO_YAML = Path(__file__).resolve().parents[2] / "include/nightcast/sources/mappings/demo.yaml"
 RUN_DATE = date(2024, 3, 5)
@@ -100,7 +101,7 @@ def test_batches_write_what_the_whole_table_gives(
     )
     assert summary.reasons == whole.quarantine.groupby(["column_name", "reason"]).size().to_dict()
     assert summary.unexpected_columns == whole.unexpected_columns == ["extra"]
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".clean-")]  # scratch gone
+    assert not [p for p in tmp_path.iterdir() if TMP_MARK in p.name]  # scratch gone
 
 
 @pytest.mark.parametrize("bad_rows", [range(0, 120), range(0, 200)])

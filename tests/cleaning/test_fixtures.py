@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 import yaml
 
 from nightcast.cleaning.clean import CleanResult, SchemaDriftError, clean_table
 from nightcast.sources.csv_folder import land_csv_table
-from nightcast.sources.extract import IntakeError, Window
+from nightcast.sources.extract import IntakeError, Window, read_landed
 from nightcast.sources.mapping import MappingError, load_mapping
 from nightcast.warehouse.schema import CANONICAL_TABLES
 
@@ -64,7 +63,7 @@ def _run(name: str, case: dict[str, Any], tmp_path: Path) -> CleanResult:
         tmp_path / "drop", mapping, table, RUN, Window("full", None, None), tmp_path / "lake"
     )
     return clean_table(
-        pq.read_table(landed.path), table, "fx", RUN, landed.path, case.get("timezone", "UTC")
+        read_landed(landed.path), table, "fx", RUN, landed.path, case.get("timezone", "UTC")
     )
 
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from nightcast.cleaning.clean import clean_table
 from nightcast.sources.csv_folder import land_csv_table
-from nightcast.sources.extract import IntakeError, Window
+from nightcast.sources.extract import IntakeError, Window, read_landed
 from nightcast.sources.mapping import MappingError, SourceMapping, load_mapping
 
 RUN = date(2025, 5, 1)
@@ -56,7 +55,7 @@ def test_a_9_mib_field_lands_with_max_field_bytes_raised(tmp_path: Path) -> None
     mapping = _mapping(tmp_path, "max_field_bytes: 16777216")
     table = mapping.tables["locations"]
     res = land_csv_table(_drop(tmp_path), mapping, table, RUN, WINDOW, tmp_path / "lake")
-    landed = pq.read_table(res.path)
+    landed = read_landed(res.path)
     assert res.rows == 3
     assert landed.column("Name").to_pylist() == [FILL, BIG, "after"]
     cleaned = clean_table(landed, table, "legacy", RUN, res.path)

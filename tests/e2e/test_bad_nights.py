@@ -244,7 +244,7 @@ def test_renamed_column_fails_the_extract_and_records_drift(nights: Nights) -> N
         ("demo", "items", "shelf_life_days", "added"),
         ("demo", "items", "list_price", "missing"),
     ]
-    assert all(p.endswith("part-0.parquet") for *_, p in drift)
+    assert all(p.endswith(f"/raw/demo/items/date={day}") for *_, p in drift)
     assert task_tries(NIGHTLY_DAG_ID, day)["extract_demo"] == Tries("failed", 1, 2, ())
 
 

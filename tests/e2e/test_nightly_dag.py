@@ -1,7 +1,9 @@
 """End to end: the real erp_forecast_nightly DAG, run by Airflow (dag.test) on a tiny demo ERP.
 
-Every test runs twice: with the embedded DuckDB warehouse and with PostgreSQL
-(dbt-postgres, ADBC loads, partition swap), the same code with another URL.
+Every test runs three times: with the embedded DuckDB warehouse and with PostgreSQL
+(dbt-postgres, ADBC loads, partition swap), the same code with another URL; and
+with the lake, models and reports on S3 (a real SeaweedFS store on loopback, the
+deployment's ``AWS_*`` environment), where nothing may land on the local disk.
 """
 
 from __future__ import annotations
@@ -9,16 +11,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from _deployment import (
+    LOCAL_STORES,
     ROOT,
     demo_deployment,
     postgres_warehouse_env,
     query,
     run_dag,
+    s3_storage_env,
 )
 from _deployment import checksums as deployment_checksums
 from _services import fresh_postgres_database
@@ -37,15 +40,20 @@ COMPARED_SCHEMAS = ("raw", "staging", "marts", "forecast", "ops")
 TIMING_TABLES = ("ops.metrics",)
 
 
-@pytest.fixture(scope="module", params=["duckdb", "postgres"])
+@pytest.fixture(scope="module", params=["duckdb", "postgres", "s3-lake"])
 def nightly(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Any]:
     extra: dict[str, str] = {}
     if request.param == "postgres":
         extra = postgres_warehouse_env(fresh_postgres_database("nightcast_e2e_warehouse"))
-    with demo_deployment(tmp_path_factory.mktemp(f"nightly-{request.param}"), extra) as dags:
+    if request.param == "s3-lake":
+        extra = s3_storage_env(request.getfixturevalue("s3_server"), "nightly")
+    data = tmp_path_factory.mktemp(f"nightly-{request.param}")
+    with demo_deployment(data, extra) as dags:
         yield dags["erp_forecast_nightly"]
+    if request.param == "s3-lake":  # no code path fell back to the local disk
+        assert sorted(p.name for p in data.iterdir() if p.name in LOCAL_STORES) == []
 
 
 def run_night(dag: Any, day: date) -> None:
@@ -189,7 +197,7 @@ def test_forecasting_in_three_or_more_batches_publishes_the_same_forecasts(
     assert batches >= 3
     assert mapped_instances(nightly.dag_id, dr.run_id, "forecast_batch") == list(range(batches))
     parts = sorted(
-        p.name for p in (get_settings().lake_dir / "forecast" / f"date={NIGHT1}").glob("part-*")
+        p.name for p in (get_settings().lake / "forecast" / f"date={NIGHT1}").files("part-*")
     )
     assert len(parts) == batches
     assert deployment_checksums(("forecast",), exclude_columns=WALL_CLOCK) == one_batch
@@ -275,4 +283,4 @@ def test_weekly_retrain_registers_a_new_champion_and_keeps_a_fallback(
     assert "backtest" in metrics and "wape" in metrics
     from nightcast.forecasting.registry import artifact_checksum
 
-    assert artifact_checksum(Path(artifact)) == checksum
+    assert artifact_checksum(artifact) == checksum

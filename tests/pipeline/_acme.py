@@ -98,7 +98,7 @@ def acme(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Acme]:
     monkeypatch.setenv("NIGHTCAST_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("NIGHTCAST_WAREHOUSE_PATH", str(tmp_path / "data" / "wh.duckdb"))
     monkeypatch.delenv("NIGHTCAST_WAREHOUSE_URL", raising=False)
-    monkeypatch.delenv("NIGHTCAST_LAKE_DIR", raising=False)
+    monkeypatch.delenv("NIGHTCAST_LAKE_URL", raising=False)
     monkeypatch.setenv("NIGHTCAST_SOURCES_DIR", str(sources))
     monkeypatch.setenv(
         "AIRFLOW_CONN_ACME_DROP", json.dumps({"conn_type": "fs", "extra": {"path": str(drop)}})

@@ -452,7 +452,7 @@ class FuzzWorld:
             d.mkdir(parents=True, exist_ok=True)
         os.environ["NIGHTCAST_DATA_DIR"] = str(data)
         os.environ["NIGHTCAST_WAREHOUSE_PATH"] = str(data / "wh.duckdb")
-        os.environ.pop("NIGHTCAST_LAKE_DIR", None)
+        os.environ.pop("NIGHTCAST_LAKE_URL", None)
         if warehouse_url:
             os.environ["NIGHTCAST_WAREHOUSE_URL"] = warehouse_url
         else:
@@ -555,7 +555,7 @@ class FuzzWorld:
     def _forget_night(self) -> None:
         """Drop tonight's export and lake files (thousands of nights fit on any disk)."""
         shutil.rmtree(self.drop / self.day.isoformat(), ignore_errors=True)
-        for folder in self.settings.lake_dir.glob(f"**/date={self.day.isoformat()}"):
+        for folder in self.settings.lake.local_path().glob(f"**/date={self.day.isoformat()}"):
             shutil.rmtree(folder, ignore_errors=True)
 
     def _judge_refusal(self, error: Exception, before: tuple[Any, ...], path: Path) -> list[str]:

@@ -29,7 +29,7 @@ def test_renamed_column_fails_the_extract_naming_source_table_file_and_column(
         stages.extract(acme.settings, "acme", RUN_DATE)
     msg = str(err.value)
     assert "source 'acme' table 'order_lines'" in msg
-    assert "order_lines/date=2025-05-01/part-0.parquet" in msg
+    assert "landing " + str(acme.settings.lake / "raw/acme/order_lines/date=2025-05-01") in msg
     assert f"read from {acme.drop / str(RUN_DATE) / 'lines.csv'}" in msg  # the export file
     assert "no column(s) ['PRICE']" in msg and "'COST'" in msg and "acme.yaml" in msg
     assert err.value.missing == ["PRICE"]

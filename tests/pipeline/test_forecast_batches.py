@@ -17,6 +17,7 @@ from nightcast.forecasting import ForecastModel
 from nightcast.forecasting.registry import artifact_checksum
 from nightcast.pipeline import batches
 from nightcast.pipeline.forecast import STATIC_COLS, forecast_batch
+from nightcast.storage import Location, location
 
 RUN = date(2025, 5, 1)
 H = 7
@@ -42,25 +43,25 @@ def test_a_batch_size_below_one_is_refused_naming_the_setting() -> None:
         batches.split_series(["a"], 0)
 
 
-def test_parts_beyond_the_new_batch_count_are_removed(tmp_path: Path) -> None:
+def test_parts_beyond_the_new_batch_count_are_removed(store_root: Location) -> None:
     for k in range(5):
-        batches.part_path(tmp_path, k).write_bytes(b"x")
-    (tmp_path / "_plan.json").write_text("{}")
-    removed = batches.remove_stale_parts(tmp_path, keep=2)
+        batches.part_path(store_root, k).write_bytes(b"x")
+    (store_root / "_plan.json").write_text("{}")
+    removed = batches.remove_stale_parts(store_root, keep=2)
     assert sorted(p.name for p in removed) == [
         "part-00002.parquet",
         "part-00003.parquet",
         "part-00004.parquet",
     ]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
+    assert [p.name for p in store_root.files()] == [
         "_plan.json",
         "part-00000.parquet",
         "part-00001.parquet",
     ]
-    assert batches.remove_stale_parts(tmp_path / "absent", keep=0) == []
+    assert batches.remove_stale_parts(store_root / "absent", keep=0) == []
 
 
-def _plan(folder: Path, cut: list[list[str]]) -> batches.ForecastPlan:
+def _plan(folder: Path | Location, cut: list[list[str]]) -> batches.ForecastPlan:
     return batches.ForecastPlan(
         run_date=RUN.isoformat(),
         model_version="v1",
@@ -81,7 +82,8 @@ def _part(keys: list[str], rows: int, version: str = "v1") -> pa.Table:
     )
 
 
-def test_load_check_names_the_missing_batch(tmp_path: Path) -> None:
+def test_load_check_names_the_missing_batch(store_root: Location) -> None:
+    tmp_path = store_root
     plan = _plan(tmp_path, [["a|1", "b|1"], ["c|1"]])
     batches.write_part(_part(["a|1", "b|1"], 2), batches.part_path(tmp_path, 0), 1.5)
     with pytest.raises(FileNotFoundError, match="batch 1 of 2"):
@@ -101,8 +103,9 @@ def test_load_check_names_the_missing_batch(tmp_path: Path) -> None:
     ],
 )
 def test_load_check_refuses_parts_that_do_not_match_the_plan(
-    tmp_path: Path, part: pa.Table, problem: str
+    store_root: Location, part: pa.Table, problem: str
 ) -> None:
+    tmp_path = store_root
     plan = _plan(tmp_path, [["a|1", "b|1"], ["c|1"]])
     batches.write_part(_part(["a|1", "b|1"], 2), batches.part_path(tmp_path, 0), 0.0)
     batches.write_part(part, batches.part_path(tmp_path, 1), 0.0)
@@ -138,14 +141,16 @@ def _history(n_series: int = 9, n_days: int = 120) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _run_batches(lake: Path, history: pd.DataFrame, model_dir: Path | str, size: int) -> pa.Table:
-    settings = dataclasses.replace(get_settings(), lake_dir=lake, horizon_days=H)
+def _run_batches(
+    root: Path | Location, history: pd.DataFrame, model_dir: Path | str, size: int
+) -> pa.Table:
+    lake = location(root)
+    settings = dataclasses.replace(get_settings(), lake=lake, horizon_days=H)
     snap = batches.input_dir(lake, RUN)
-    snap.mkdir(parents=True)
-    history.to_parquet(snap / "history.parquet", index=False)
+    batches.write_snapshot(history, snap / "history.parquet")
     days = pd.date_range(pd.Timestamp(RUN) + pd.Timedelta(days=1), periods=H, freq="D")
     future = history[["unique_id"]].drop_duplicates().merge(pd.DataFrame({"ds": days}), "cross")
-    future.assign(on_promo=0.0).to_parquet(snap / "future.parquet", index=False)
+    batches.write_snapshot(future.assign(on_promo=0.0), snap / "future.parquet")
     cut = batches.split_series(history["unique_id"], size)
     plan = dataclasses.replace(
         _plan(lake, cut),
@@ -171,7 +176,7 @@ def test_forecasting_in_batches_gives_the_same_rows_as_one_batch(tmp_path: Path)
     one = _run_batches(tmp_path / "one", history, tmp_path / "model", size=100)
     four = _run_batches(tmp_path / "four", history, tmp_path / "model", size=2)
 
-    assert len(list(batches.forecast_dir(tmp_path / "four", RUN).glob("part-*"))) == 5
+    assert len(batches.forecast_dir(location(tmp_path / "four"), RUN).files("part-*")) == 5
     assert one.num_rows == 9 * H
     keys = ["item_id", "location_id", "forecast_date"]
     a = one.to_pandas().sort_values(keys).reset_index(drop=True)
@@ -186,7 +191,7 @@ def test_a_batch_refuses_a_model_changed_since_the_plan(tmp_path: Path) -> None:
     model.fit(history, static_cols=STATIC_COLS, exog_cols=["on_promo"]).save(tmp_path / "model")
     _run_batches(tmp_path / "lake", history, tmp_path / "model", size=1)
     next(p for p in (tmp_path / "model").iterdir() if p.is_file()).write_bytes(b"tampered")
-    settings = dataclasses.replace(get_settings(), lake_dir=tmp_path / "lake", horizon_days=H)
+    settings = dataclasses.replace(get_settings(), lake=location(tmp_path / "lake"), horizon_days=H)
     with pytest.raises(RuntimeError, match="changed since forecast_plan"):
         forecast_batch(settings, RUN, 0)
 
@@ -196,16 +201,16 @@ def test_rerunning_one_batch_rewrites_only_its_part(tmp_path: Path) -> None:
     model = ForecastModel({"num_iterations": 5, "num_leaves": 4}, horizon=H)
     model.fit(history, static_cols=STATIC_COLS, exog_cols=["on_promo"]).save(tmp_path / "model")
     first = _run_batches(tmp_path / "lake", history, tmp_path / "model", size=1)
-    folder = batches.forecast_dir(tmp_path / "lake", RUN)
-    before = {p.name: p.stat().st_mtime_ns for p in folder.glob("part-*")}
-    settings = dataclasses.replace(get_settings(), lake_dir=tmp_path / "lake", horizon_days=H)
+    folder = batches.forecast_dir(location(tmp_path / "lake"), RUN)
+    before = {p.name: p.local_path().stat().st_mtime_ns for p in folder.files("part-*")}
+    settings = dataclasses.replace(get_settings(), lake=location(tmp_path / "lake"), horizon_days=H)
 
     forecast_batch(settings, RUN, 1)
 
-    after = {p.name: p.stat().st_mtime_ns for p in folder.glob("part-*")}
+    after = {p.name: p.local_path().stat().st_mtime_ns for p in folder.files("part-*")}
     assert before.keys() == after.keys() and len(after) == 3
     assert {n for n in after if after[n] != before[n]} == {"part-00001.parquet"}
-    plan = batches.read_plan(batches.plan_path(tmp_path / "lake", RUN))
+    plan = batches.read_plan(batches.plan_path(location(tmp_path / "lake"), RUN))
     assert batches.read_parts(folder, plan, "v1")[0].equals(first)
 
 

@@ -79,7 +79,7 @@ def test_volume_is_skipped_until_n_runs_then_warns_on_a_collapse(
     assert (severity, success) == ("warning", False)
     assert "source acme: 2 rows" in observed and "fewer than the band" in details
     # Both reports of the night: Nightcast's page and the GX Data Docs site.
-    docs = acme.settings.lake_dir / "dq_docs" / f"date={days[4]}"
+    docs = acme.settings.lake.local_path() / "dq_docs" / f"date={days[4]}"
     assert res["report"] == str(docs / "index.html") and (docs / "index.html").exists()
     assert res["data_docs"] == str(docs / "gx" / "index.html")
     pages = list((docs / "gx" / "validations" / "order_lines").rglob("*.html"))

@@ -37,7 +37,7 @@ def erp(seeded: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     monkeypatch.setenv("AIRFLOW_CONN_NIGHTCAST_DEMO_ERP", url)
     monkeypatch.setenv("NIGHTCAST_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("NIGHTCAST_WAREHOUSE_PATH", str(tmp_path / "data" / "wh.duckdb"))
-    for name in ("NIGHTCAST_WAREHOUSE_URL", "NIGHTCAST_LAKE_DIR", "NIGHTCAST_SOURCES_DIR"):
+    for name in ("NIGHTCAST_WAREHOUSE_URL", "NIGHTCAST_LAKE_URL", "NIGHTCAST_SOURCES_DIR"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NIGHTCAST_SIMULATED_SOURCES", "demo")
     (tmp_path / "data").mkdir()
@@ -45,7 +45,7 @@ def erp(seeded: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
 
 
 def _lines(night: date) -> pa.Table:
-    return read_landed(landing_path(get_settings().lake_dir, "demo", "order_lines", night))
+    return read_landed(landing_path(get_settings().lake, "demo", "order_lines", night))
 
 
 def _order_days(table: pa.Table) -> set[str]:

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from nightcast.cleaning.clean import clean_table
 from nightcast.sources import bulk, extract
-from nightcast.sources.extract import Window, extract_table
+from nightcast.sources.extract import Window, extract_table, landed_parts, read_landed
 from nightcast.sources.mapping import ColumnRule, SourceMapping, TableMapping
 
 DB = "nightcast_test_bulk"
@@ -145,7 +145,7 @@ ALL = Window("incremental", None, datetime(2030, 1, 1))
 
 def _land(engine: sa.Engine, tmp_path: Path, table: TableMapping, window: Window) -> pa.Table:
     result = extract_table(engine, _source(tmp_path), table, RUN_DATE, window, tmp_path / "lake")
-    landed = pq.read_table(result.path)
+    landed = read_landed(result.path)
     assert result.rows == landed.num_rows
     assert all(f.type == pa.string() for f in landed.schema)
     return landed
@@ -198,10 +198,12 @@ def test_large_result_is_written_in_several_row_groups(
     )
     table = TableMapping("order_lines", "full", series, (), {})
     result = extract_table(engine, _source(tmp_path), table, RUN_DATE, ALL, tmp_path)
-    meta = pq.ParquetFile(result.path).metadata
+    (part,) = landed_parts(result.path)
+    with part.open_input() as f:
+        meta = pq.ParquetFile(f).metadata
     assert result.rows == meta.num_rows == 50_000
     assert meta.num_row_groups >= 5
-    ids = pq.read_table(result.path).column("id").to_pylist()
+    ids = read_landed(result.path).column("id").to_pylist()
     assert ids == [str(i) for i in range(1, 50_001)]
 
 
@@ -233,8 +235,8 @@ def test_broken_query_raises_naming_source_and_keeps_no_temp_file(
         extract_table(engine, _source(tmp_path), table, RUN_DATE, ALL, tmp_path)
     assert "'acme'" in str(info.value) and "acme.yaml" in str(info.value)
     assert "no_such_table" in str(info.value)
-    folder = extract.landing_path(tmp_path, "acme", "order_lines", RUN_DATE).parent
-    assert list(folder.iterdir()) == []
+    folder = extract.landing_path(tmp_path, "acme", "order_lines", RUN_DATE)
+    assert list(folder.local_path().iterdir()) == []  # no part, no scratch folder
 
 
 def test_render_params_inlines_literals_and_keeps_casts() -> None:

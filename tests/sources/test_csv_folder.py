@@ -6,12 +6,11 @@ from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from nightcast.cleaning.clean import SchemaDriftError, clean_table
 from nightcast.sources.csv_folder import DropFileMissingError, land_csv_table
-from nightcast.sources.extract import Window, landing_path, open_source
+from nightcast.sources.extract import Window, landed_parts, landing_path, open_source, read_landed
 from nightcast.sources.mapping import MappingError, SourceMapping, load_mapping
 
 RUN = date(2025, 5, 1)
@@ -67,7 +66,7 @@ def test_lands_every_column_as_a_string_with_delimiter_and_encoding(tmp_path: Pa
     )
     assert res.rows == 2
     assert res.path == landing_path(tmp_path / "lake", "legacy", "locations", RUN)
-    landed = pq.read_table(res.path)
+    landed = read_landed(res.path)
     assert landed.schema == pa.schema(
         [(c, pa.string()) for c in ("Code", "Name", "Land", "Changed")]
     )
@@ -75,7 +74,9 @@ def test_lands_every_column_as_a_string_with_delimiter_and_encoding(tmp_path: Pa
         {"Code": "007", "Name": "Köln; Süd", "Land": "DE", "Changed": "01/05/2025 08:00"},
         {"Code": "8", "Name": "Zürich", "Land": "", "Changed": "N/A"},
     ]
-    assert not list(res.path.parent.glob("*.tmp"))
+    assert [f.name for f in res.path.files("*")] == sorted(  # nothing temporary left
+        ["_manifest.json", *(p.name for p in landed_parts(res.path))]
+    )
     cleaned = clean_table(landed, mapping.tables["locations"], "legacy", RUN, res.path)
     assert list(cleaned.clean["location_id"]) == ["legacy:007", "legacy:8"]
     assert str(cleaned.clean["updated_at"].iloc[0]) == "2025-05-01 08:00:00"
@@ -87,7 +88,7 @@ def test_utf8_bom_is_not_part_of_the_first_column(tmp_path: Path) -> None:
     res = land_csv_table(
         folder, mapping, mapping.tables["locations"], RUN, WINDOW, tmp_path / "lake"
     )
-    landed = pq.read_table(res.path)
+    landed = read_landed(res.path)
     assert landed.column_names == ["Code", "Name", "Land", "Changed"]
     assert landed.column("Code").to_pylist() == ["1"]
 
@@ -100,7 +101,7 @@ def test_missing_file_names_source_table_path_and_what_to_do(tmp_path: Path) -> 
     msg = str(err.value)
     for part in ("'legacy'", "'locations'", str(folder / "2025-05-01" / "stores.csv"), "optional"):
         assert part in msg
-    assert not landing_path(tmp_path, "legacy", "locations", RUN).exists()
+    assert not landed_parts(landing_path(tmp_path, "legacy", "locations", RUN))
 
 
 def test_optional_missing_file_lands_an_empty_table_with_the_mapped_columns(
@@ -110,7 +111,7 @@ def test_optional_missing_file_lands_an_empty_table_with_the_mapped_columns(
     res = land_csv_table(
         tmp_path / "drop", mapping, mapping.tables["locations"], RUN, WINDOW, tmp_path
     )
-    landed = pq.read_table(res.path)
+    landed = read_landed(res.path)
     assert res.rows == 0 and landed.num_rows == 0
     assert sorted(landed.column_names) == ["Changed", "Code", "Land", "Name"]
     cleaned = clean_table(landed, mapping.tables["locations"], "legacy", RUN, res.path)
@@ -123,7 +124,7 @@ def test_glob_concatenates_parts_and_header_only_file_has_no_rows(tmp_path: Path
     _drop(tmp_path, "stores_2.csv", b"Code,Name,Land,Changed\n2,B,FR,\n3,C,DE,\n")
     _drop(tmp_path, "stores_3.csv", b"Code,Name,Land,Changed\n")
     res = land_csv_table(folder, mapping, mapping.tables["locations"], RUN, WINDOW, tmp_path)
-    assert pq.read_table(res.path).column("Code").to_pylist() == ["1", "2", "3"]
+    assert read_landed(res.path).column("Code").to_pylist() == ["1", "2", "3"]
 
 
 def test_a_renamed_header_column_is_left_to_the_cleaners_drift_error(tmp_path: Path) -> None:
@@ -131,7 +132,7 @@ def test_a_renamed_header_column_is_left_to_the_cleaners_drift_error(tmp_path: P
     folder = _drop(tmp_path, "stores.csv", b"Code,StoreName,Land,Changed\n1,A,GB,\n")
     res = land_csv_table(folder, mapping, mapping.tables["locations"], RUN, WINDOW, tmp_path)
     with pytest.raises(SchemaDriftError, match="'Name'"):
-        clean_table(pq.read_table(res.path), mapping.tables["locations"], "legacy", RUN, res.path)
+        clean_table(read_landed(res.path), mapping.tables["locations"], "legacy", RUN, res.path)
 
 
 def test_open_source_reads_the_drop_folder_from_the_fs_connection(

@@ -15,11 +15,15 @@ from nightcast.sources import extract
 from nightcast.sources.extract import (
     Window,
     extract_table,
+    landed_parts,
     landing_path,
     plan_window,
+    publish_parts,
+    read_landed,
     window_sql,
 )
 from nightcast.sources.mapping import SourceMapping, TableMapping
+from nightcast.storage import MANIFEST, Location, location
 
 RUN_DATE = date(2024, 3, 5)
 
@@ -183,10 +187,10 @@ def test_extract_lands_only_rows_in_the_window_as_strings(
         lake,
     )
 
-    expected = lake / "raw" / "acme" / "order_lines" / "date=2024-03-05" / "part-0.parquet"
+    expected = location(lake / "raw" / "acme" / "order_lines" / "date=2024-03-05")
     assert result.path == expected == landing_path(lake, "acme", "order_lines", RUN_DATE)
     assert result.rows == 2
-    landed = pq.read_table(expected)
+    landed = read_landed(expected)
     assert landed.column_names == ["line_id", "qty", "unit_price", "note", "updated_at"]
     assert all(f.type == pa.string() for f in landed.schema)
     assert landed.to_pylist() == [
@@ -213,7 +217,7 @@ def test_first_run_window_reads_everything_before_the_end(
     result = extract_table(
         engine, _source(tmp_path), _table(), RUN_DATE, _window(None, datetime(2024, 3, 6)), tmp_path
     )
-    assert pq.read_table(result.path).column("line_id").to_pylist() == ["1", "2", "3"]
+    assert read_landed(result.path).column("line_id").to_pylist() == ["1", "2", "3"]
 
 
 def test_full_mode_lands_every_row(tmp_path: Path, engine: sa.Engine) -> None:
@@ -224,7 +228,7 @@ def test_full_mode_lands_every_row(tmp_path: Path, engine: sa.Engine) -> None:
         engine, _source(tmp_path), table, RUN_DATE, Window("full", None, None), tmp_path
     )
     assert result.rows == len(ROWS)
-    assert pq.read_table(result.path).column("line_id").to_pylist() == ["1", "2", "3", "4", "5"]
+    assert read_landed(result.path).column("line_id").to_pylist() == ["1", "2", "3", "4", "5"]
 
 
 def test_any_watermark_column_in_the_window_selects_the_row(tmp_path: Path) -> None:
@@ -251,31 +255,31 @@ def test_any_watermark_column_in_the_window_selects_the_row(tmp_path: Path) -> N
         tmp_path,
     )
     eng.dispose()
-    assert pq.read_table(result.path).column("id").to_pylist() == ["1", "2"]
+    assert read_landed(result.path).column("id").to_pylist() == ["1", "2"]
 
 
 def test_extract_replaces_the_landing_file_atomically(tmp_path: Path, engine: sa.Engine) -> None:
     path = landing_path(tmp_path, "acme", "order_lines", RUN_DATE)
-    path.parent.mkdir(parents=True)
-    pq.write_table(pa.table({"stale": ["x"] * 10}), path)
+    _publish(path, tmp_path, {"stale": ["x"] * 10})
 
     result = extract_table(
         engine, _source(tmp_path), _table(), RUN_DATE, _window(None, datetime(2024, 3, 6)), tmp_path
     )
 
     assert result.path == path
-    landed = pq.read_table(path)
+    landed = read_landed(path)
     assert "stale" not in landed.column_names
     assert landed.num_rows == 3
-    assert sorted(p.name for p in path.parent.iterdir()) == ["part-0.parquet"]
+    (part,) = landed_parts(path)
+    assert [f.name for f in path.files("*")] == [MANIFEST, part.name]
+    assert sorted(p.name for p in path.local_path().iterdir()) == [MANIFEST, part.name]
 
 
 def test_broken_query_names_source_table_and_mapping_and_keeps_the_old_file(
     tmp_path: Path, engine: sa.Engine
 ) -> None:
     path = landing_path(tmp_path, "acme", "order_lines", RUN_DATE)
-    path.parent.mkdir(parents=True)
-    pq.write_table(pa.table({"line_id": ["41", "42"]}), path)
+    (old,) = _publish(path, tmp_path, {"line_id": ["41", "42"]})
     table = _table(query="select * from no_such_table where {window}")
 
     with pytest.raises(RuntimeError) as info:
@@ -293,9 +297,16 @@ def test_broken_query_names_source_table_and_mapping_and_keeps_the_old_file(
     assert "'order_lines'" in msg
     assert "acme.yaml" in msg
     assert "no_such_table" in msg
-    # The previous landing file is untouched and no temporary file is left behind.
-    assert pq.read_table(path).column("line_id").to_pylist() == ["41", "42"]
-    assert sorted(p.name for p in path.parent.iterdir()) == ["part-0.parquet"]
+    # The previous landing is untouched and no temporary file is left behind.
+    assert read_landed(path).column("line_id").to_pylist() == ["41", "42"]
+    assert sorted(p.name for p in path.local_path().iterdir()) == [MANIFEST, old.name]
+
+
+def _publish(path: Location, tmp_path: Path, columns: dict[str, list[str]]) -> list[Location]:
+    """Land ``columns`` as an earlier extract would have."""
+    part = tmp_path / "earlier-part.parquet"
+    pq.write_table(pa.table(columns), part)
+    return publish_parts(path, [part])
 
 
 def test_empty_window_lands_an_empty_file_with_the_columns(
@@ -310,7 +321,7 @@ def test_empty_window_lands_an_empty_file_with_the_columns(
         tmp_path,
     )
     assert result.rows == 0
-    landed = pq.read_table(result.path)
+    landed = read_landed(result.path)
     assert landed.num_rows == 0
     assert landed.column_names == ["line_id", "qty", "unit_price", "note", "updated_at"]
     assert all(f.type == pa.string() for f in landed.schema)
@@ -327,4 +338,4 @@ def test_extract_streams_in_batches(
         engine, _source(tmp_path), table, RUN_DATE, Window("full", None, None), tmp_path
     )
     assert result.rows == len(ROWS)
-    assert pq.read_table(result.path).column("line_id").to_pylist() == ["1", "2", "3", "4", "5"]
+    assert read_landed(result.path).column("line_id").to_pylist() == ["1", "2", "3", "4", "5"]

@@ -9,7 +9,11 @@ from __future__ import annotations
 import copy
 import os
 import random
+import shutil
 import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
@@ -21,11 +25,9 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from nightcast.monitoring.alerts import rerun_targets
-from nightcast.sources import bulk, client_io
+from nightcast.sources import bulk, client_io, extract
 from nightcast.sources import streams as planner
 from nightcast.sources.extract import (
-    IncompleteLanding,
     Window,
     extract_table,
     landed_parts,
@@ -42,6 +44,7 @@ from nightcast.sources.mapping import (
     TableMapping,
     load_mapping,
 )
+from nightcast.storage import MANIFEST, Location, StorageError, location
 
 RUN = date(2024, 3, 5)
 ALL = Window("incremental", None, datetime(2030, 1, 1))
@@ -105,73 +108,120 @@ def test_one_stream_runs_the_query_unchanged() -> None:
 # --- multi-part landings (no server) -------------------------------------------------------
 
 
-def _part(path: Path, ids: list[str]) -> Path:
-    tmp = path.with_name(f"{path.name}.tmp{len(ids)}-{ids[0]}")
+def _part(scratch: Path, ids: list[str]) -> Path:
+    tmp = scratch / f"part-{len(ids)}-{ids[0]}.parquet"
+    tmp.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table({"id": pa.array(ids, pa.string())}), tmp)
     return tmp
 
 
-def test_read_landed_reads_every_part_in_part_order(tmp_path: Path) -> None:
-    path = landing_path(tmp_path, "acme", "order_lines", RUN)
-    path.parent.mkdir(parents=True)
-    publish_parts(path, [_part(path, [str(i)]) for i in range(12)])
-    assert [p.name for p in landed_parts(path)][-3:] == [
-        "part-9.parquet",
-        "part-10.parquet",
-        "part-11.parquet",
-    ]
+def _stored(folder: Location) -> list[str]:
+    return sorted(f.name for f in folder.files("*"))
+
+
+def test_read_landed_reads_every_part_in_part_order(store_root: Location, tmp_path: Path) -> None:
+    path = landing_path(store_root, "acme", "order_lines", RUN)
+    publish_parts(path, [_part(tmp_path / "s", [str(i)]) for i in range(12)])
+    names = [p.name for p in landed_parts(path)]
+    assert [n.split("-")[1] for n in names] == [str(i) for i in range(12)]
     assert read_landed(path).column("id").to_pylist() == [str(i) for i in range(12)]
+    assert _stored(path) == sorted([MANIFEST, *names])
 
 
-def test_a_rerun_with_fewer_streams_leaves_no_stale_part(tmp_path: Path) -> None:
-    path = landing_path(tmp_path, "acme", "order_lines", RUN)
-    path.parent.mkdir(parents=True)
-    publish_parts(path, [_part(path, ["a"]), _part(path, ["b"]), _part(path, ["c"])])
-    publish_parts(path, [_part(path, ["x", "y"])])
-    assert [p.name for p in path.parent.iterdir()] == ["part-0.parquet"]
+def test_a_rerun_with_fewer_streams_leaves_no_stale_part(
+    store_root: Location, tmp_path: Path
+) -> None:
+    path = landing_path(store_root, "acme", "order_lines", RUN)
+    publish_parts(path, [_part(tmp_path / "a", [c]) for c in "abc"])
+    rerun = publish_parts(path, [_part(tmp_path / "b", ["x", "y"])])
+    assert _stored(path) == sorted([MANIFEST, rerun[0].name])
     assert read_landed(path).column("id").to_pylist() == ["x", "y"]
 
 
-def test_a_writer_stopped_while_publishing_leaves_a_landing_readers_refuse(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("killed_after", [0, 1, 2])
+def test_a_writer_killed_mid_partition_leaves_the_previous_landing_readable(
+    store_root: Location, tmp_path: Path, killed_after: int
 ) -> None:
-    """Parts move into place one by one: stopped in between, the folder mixes two
-    attempts (new part-0, old part-1). Readers refuse it until the extract reruns."""
-    path = landing_path(tmp_path, "acme", "order_lines", RUN)
-    path.parent.mkdir(parents=True)
-    publish_parts(path, [_part(path, ["old-0"]), _part(path, ["old-1"])])
-    new = [_part(path, ["new-0"]), _part(path, ["new-1"])]
-    real_replace = Path.replace
-    moved: list[Path] = []
+    """The new attempt's parts go up one by one under their own names and only the
+    manifest makes them the landing: a writer killed after 0, 1 or all of its parts
+    (before the manifest) leaves the previous landing whole, on S3 as on disk, and
+    the rerun replaces it completely."""
+    path = landing_path(store_root, "acme", "order_lines", RUN)
+    publish_parts(path, [_part(tmp_path / "old", ["old-0"]), _part(tmp_path / "old", ["old-1"])])
+    new = [_part(tmp_path / "new", ["new-0"]), _part(tmp_path / "new", ["new-1"])]
+    real_put = Location.put_file
+    put: list[Location] = []
 
-    def stop_after_one(self: Path, target: Any) -> Path:
-        if moved:
-            raise KeyboardInterrupt  # the worker is killed between two moves
-        moved.append(self)
-        return real_replace(self, target)
+    def killed(self: Location, local: Path, **kwargs: Any) -> None:
+        if len(put) == killed_after:
+            raise KeyboardInterrupt  # the worker is killed here
+        put.append(self)
+        real_put(self, local, **kwargs)
 
-    monkeypatch.setattr(Path, "replace", stop_after_one)
-    with pytest.raises(KeyboardInterrupt):
-        publish_parts(path, new)
-    monkeypatch.undo()
-    assert pq.read_table(path).column("id").to_pylist() == ["new-0"]  # the mix is on disk
-    with pytest.raises(
-        IncompleteLanding, match=r"incomplete.*2 part\(s\).*Rerun the extract"
-    ) as err:
-        read_landed(path)
-    assert err.value.sources == ("acme",) and err.value.rerun_from == "extract"
-    # On-call's alert clears the source's extract (with downstream), not the reader.
-    assert rerun_targets("clean_acme", err.value) == ("extract_acme",)
-    publish_parts(path, [_part(path, ["rerun"])])  # the rerun replaces every part
+    with pytest.MonkeyPatch.context() as patch:  # (monkeypatch holds the store's env)
+        patch.setattr(Location, "put_file", killed)
+        if killed_after == 2:  # every part is up; killed before the manifest is written
+            patch.setattr(extract, "commit_partition", _kill)
+        with pytest.raises(KeyboardInterrupt):
+            publish_parts(path, new)
+    assert len(put) == killed_after  # the new attempt's parts are in the store ...
+    assert all(p.is_file() for p in put)
+    assert read_landed(path).column("id").to_pylist() == ["old-0", "old-1"]  # ... unread
+    rerun = publish_parts(path, [_part(tmp_path / "rerun", ["rerun"])])
     assert read_landed(path).column("id").to_pylist() == ["rerun"]
-    assert sorted(p.name for p in path.parent.iterdir() if ".tmp" not in p.name) == [
-        "part-0.parquet"
-    ]
+    assert _stored(path) == sorted([MANIFEST, rerun[0].name])  # the debris is gone
 
 
-def test_read_landed_without_a_landing_names_the_file(tmp_path: Path) -> None:
-    path = landing_path(tmp_path, "acme", "order_lines", RUN)
-    with pytest.raises(FileNotFoundError, match=r"part-0\.parquet"):
+def _kill(*args: Any, **kwargs: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def test_an_extract_process_killed_mid_upload_leaves_the_previous_landing_readable(
+    s3_root: str, tmp_path: Path
+) -> None:
+    """Not simulated: a process uploading a new landing to S3 is SIGKILLed mid-way."""
+    path = landing_path(location(s3_root), "acme", "order_lines", RUN)
+    publish_parts(path, [_part(tmp_path / "old", ["old"])])
+    big = tmp_path / "big-0.parquet"
+    ids = pa.array([f"{i:024d}" for i in range(2_000_000)], pa.string())
+    pq.write_table(pa.table({"id": ids}), big, compression="none")
+    copies = [big] + [big.with_name(f"big-{i}.parquet") for i in (1, 2)]
+    for copy_ in copies[1:]:
+        shutil.copyfile(big, copy_)
+    started = tmp_path / "started"
+    script = (
+        "import pathlib\n"
+        "from nightcast.sources.extract import publish_parts\n"
+        "from nightcast.storage import location\n"
+        f"pathlib.Path({str(started)!r}).touch()\n"
+        f"publish_parts(location({path.url!r}), [pathlib.Path(p) for p in {[str(c) for c in copies]!r}])\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], env=os.environ.copy())
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    proc.kill()
+    assert proc.wait() == -9, "the upload finished before the kill: make the parts bigger"
+    assert read_landed(path).column("id").to_pylist() == ["old"]
+    rerun = publish_parts(path, [_part(tmp_path / "rerun", ["rerun"])])
+    assert read_landed(path).column("id").to_pylist() == ["rerun"]
+    assert _stored(path) == sorted([MANIFEST, rerun[0].name])
+
+
+def test_read_landed_without_a_landing_names_it(store_root: Location) -> None:
+    path = landing_path(store_root, "acme", "order_lines", RUN)
+    with pytest.raises(FileNotFoundError, match=r"no landing at .*order_lines/date=2024-03-05"):
+        read_landed(path)
+
+
+def test_a_part_deleted_behind_the_pipelines_back_is_named(
+    store_root: Location, tmp_path: Path
+) -> None:
+    path = landing_path(store_root, "acme", "order_lines", RUN)
+    parts = publish_parts(path, [_part(tmp_path, ["a"]), _part(tmp_path, ["bb"])])
+    parts[1].delete()
+    with pytest.raises(StorageError, match=rf"{parts[1].name}.*deleted outside the pipeline"):
         read_landed(path)
 
 
@@ -287,7 +337,7 @@ def _table(parallel: int | None, split: str | None = "id") -> TableMapping:
 
 def _land(engine: sa.Engine, lake: Path, table: TableMapping) -> tuple[int, pa.Table]:
     source = SourceMapping(source="acme", connection="c", pool="p", path=lake / "acme.yaml")
-    res = extract_table(engine, source, table, RUN, ALL, lake)
+    res = extract_table(engine, source, table, RUN, ALL, location(lake))
     landed = read_landed(res.path)
     assert res.rows == landed.num_rows
     return len(landed_parts(res.path)), landed.sort_by("id")
@@ -319,8 +369,8 @@ def test_rerun_with_fewer_streams_replaces_all_parts(engine: sa.Engine, tmp_path
     parts, landed = _land(engine, tmp_path, _table(1))
     assert parts == 1
     assert _ids(landed) == sorted(KEYS)
-    folder = landing_path(tmp_path, "acme", "order_lines", RUN).parent
-    assert sorted(p.name for p in folder.iterdir()) == ["part-0.parquet"]
+    folder = landing_path(location(tmp_path), "acme", "order_lines", RUN)
+    assert len(_stored(folder)) == 2  # the manifest and the rerun's one part
 
 
 def test_split_on_a_text_column_fails_naming_it(engine: sa.Engine, tmp_path: Path) -> None:

@@ -7,14 +7,13 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
 from nightcast import demo_erp
 from nightcast.cleaning.clean import clean_table
 from nightcast.demo_erp import shapes
-from nightcast.sources.extract import Window, end_of_day, open_source
+from nightcast.sources.extract import Window, end_of_day, open_source, read_landed
 from nightcast.sources.mapping import SourceMapping, load_mapping, load_mappings
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "include" / "nightcast" / "sources" / "examples"
@@ -52,7 +51,7 @@ def _land_and_clean(
         for name, table in mapping.tables.items():
             w = window if window and table.mode == "incremental" else Window("full", None, None)
             res = land(table, NIGHT, w, lake)
-            cleaned = clean_table(pq.read_table(res.path), table, mapping.source, NIGHT, res.path)
+            cleaned = clean_table(read_landed(res.path), table, mapping.source, NIGHT, res.path)
             assert cleaned.rows_quarantined == 0, (name, cleaned.quarantine.head().to_dict())
             out[name] = cleaned.clean
     return out

@@ -16,6 +16,7 @@ from typing import Any
 
 from nightcast import __version__
 from nightcast.sources.extract import landed_parts
+from nightcast.storage import Location, location
 from nightcast.warehouse.audit_chain import (
     GENESIS,
     hashed_columns,
@@ -87,24 +88,23 @@ def code_version() -> str:
     return f"{text} ({sha})" if sha else text
 
 
-def file_sha256(path: Path, *more: Path) -> str | None:
-    """sha256 over the bytes of ``path`` then ``more`` (streamed), or None when one is gone."""
+def file_sha256(path: Location | Path, *more: Location | Path) -> str | None:
+    """sha256 over the bytes of ``path`` then ``more`` (streamed, on the local disk or the
+    object store), or None when one is gone."""
     h = hashlib.sha256()
     for part in (path, *more):
-        if not part.is_file():
+        loc = location(part)
+        if not loc.is_file():
             return None
-        with part.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
+        with loc.open_input() as f:
+            while block := f.read(1 << 20):
                 h.update(block)
     return h.hexdigest()
 
 
-def landing_sha256(first_part: Path) -> tuple[str | None, int]:
-    """(sha256 over every part of a landing in part order, number of parts).
-
-    A one-part landing hashes exactly like its file, so older audit rows compare.
-    """
-    parts = landed_parts(first_part) if first_part.name.startswith("part-") else [first_part]
+def landing_sha256(folder: Location) -> tuple[str | None, int]:
+    """(sha256 over every part of a landing in part order, number of parts)."""
+    parts = landed_parts(folder)
     if not parts:
         return None, 0
     return file_sha256(*parts), len(parts)
@@ -119,7 +119,7 @@ def input_snapshot(wh: Warehouse, run_date: date) -> list[dict[str, Any]]:
     )
     out = []
     for source, table, path, n in rows:
-        digest, parts = landing_sha256(Path(path))
+        digest, parts = landing_sha256(location(path))
         out.append(
             {
                 "source": source,

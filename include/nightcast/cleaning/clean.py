@@ -11,8 +11,7 @@ import ctypes
 import json
 import logging
 import os
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -33,6 +32,7 @@ from nightcast.cleaning.parsers import (
 )
 from nightcast.errors import DeterministicError
 from nightcast.sources.mapping import ColumnRule, TableMapping
+from nightcast.storage import Location, location
 
 log = logging.getLogger("nightcast.cleaning")
 
@@ -160,7 +160,7 @@ def _raw_frame(landed: pa.Table | pa.RecordBatch, first_row: int) -> pd.DataFram
 
 
 def _check_columns(
-    columns: list[str], table: TableMapping, source: str, landed_path: Path
+    columns: list[str], table: TableMapping, source: str, landed_path: Path | Location
 ) -> list[str]:
     """The landed columns the mapping does not use; raises when one it needs is absent."""
     needed = {r.source_column for r in table.columns.values() if r.source_column}
@@ -179,7 +179,7 @@ def _map_rows(
     table: TableMapping,
     source: str,
     run_date: date,
-    landed_path: Path,
+    landed_path: Path | Location,
     zone: str,
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Parse every mapped column of ``raw``: (clean frame, reason per row and column, unused columns).
@@ -208,7 +208,7 @@ def clean_table(
     table: TableMapping,
     source: str,
     run_date: date,
-    landed_path: Path,
+    landed_path: Path | Location,
     timezone: str | None = None,
 ) -> CleanResult:
     """Clean one landed table. Rows keep their 1-based position in the landed file.
@@ -303,16 +303,15 @@ class CleanSummary:
     unexpected_columns: list[str] = field(default_factory=list)
 
 
-def _write_frame(df: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp, compression="zstd")
-    tmp.replace(path)
+def _write_frame(df: pd.DataFrame, path: Location) -> None:
+    with path.staged_file() as tmp:
+        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp, compression="zstd")
 
 
-def _landed_batches(parts: list[Path], batch_rows: int) -> Iterator[pa.RecordBatch]:
+def _landed_batches(parts: list[Location], batch_rows: int) -> Iterator[pa.RecordBatch]:
     for part in parts:
-        yield from pq.ParquetFile(part).iter_batches(batch_size=batch_rows)
+        with part.open_input() as f:
+            yield from pq.ParquetFile(f).iter_batches(batch_size=batch_rows)
 
 
 def _spill(table: pa.Table, path: Path) -> None:
@@ -371,14 +370,14 @@ def _winners(keys: list[pa.Array], orders: list[pa.Array] | None) -> np.ndarray:
 
 
 def clean_landed(
-    parts: list[Path],
+    parts: Sequence[Location | Path],
     table: TableMapping,
     source: str,
     run_date: date,
-    clean_out: Path,
-    quarantine_out: Path,
+    clean_out: Location | Path,
+    quarantine_out: Location | Path,
     *,
-    landed_path: Path | None = None,
+    landed_path: Location | Path | None = None,
     timezone: str | None = None,
     batch_rows: int = BATCH_ROWS,
 ) -> CleanSummary:
@@ -393,13 +392,18 @@ def clean_landed(
     superseded rows and scatters the winners into key-ordered buckets, which a
     third writes out in key order.
     """
-    landed_path = landed_path or parts[0]
+    landing = [location(p) for p in parts]
+    clean_to, quarantine_to = location(clean_out), location(quarantine_out)
+    landed_path = landed_path or landing[0]
     zone = timezone or deployment_timezone()
-    files = [pq.ParquetFile(p) for p in parts]
-    columns = files[0].schema_arrow.names
+    columns: list[str] = []
+    rows_in = 0
+    for part in landing:
+        with part.open_input() as f:
+            meta = pq.read_metadata(f)
+        columns = columns or meta.schema.to_arrow_schema().names
+        rows_in += meta.num_rows
     unexpected = _check_columns(columns, table, source, landed_path)
-    rows_in = sum(f.metadata.num_rows for f in files)
-    del files
     if rows_in == 0:
         res = clean_table(
             pa.table({c: pa.array([], pa.string()) for c in columns}),
@@ -409,16 +413,13 @@ def clean_landed(
             landed_path,
             zone,
         )
-        _write_frame(res.clean, clean_out)
-        _write_frame(res.quarantine, quarantine_out)
+        _write_frame(res.clean, clean_to)
+        _write_frame(res.quarantine, quarantine_to)
         return CleanSummary(0, 0, 0, {}, unexpected)
 
     key = table.key
     order_col = "updated_at" if "updated_at" in table.columns else None
-    clean_out.parent.mkdir(parents=True, exist_ok=True)
-    quarantine_out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".clean-", dir=clean_out.parent) as scratch:
-        spill = Path(scratch)
+    with clean_to.parent.scratch() as spill:
         keys: list[pa.Array] = []
         orders: list[pa.Array] | None = [] if order_col else None
         accepted: list[int] = []  # accepted rows per batch
@@ -426,7 +427,7 @@ def clean_landed(
         empty_clean: pd.DataFrame | None = None  # what to write when no row is clean
         first = 1
         # Pass 1: clean each batch; spill its rejected rows' entries and its accepted rows.
-        for i, batch in enumerate(_landed_batches(parts, batch_rows)):
+        for i, batch in enumerate(_landed_batches(landing, batch_rows)):
             raw = _raw_frame(batch, first)
             first += batch.num_rows
             clean, reasons, _ = _map_rows(raw, table, source, run_date, landed_path, zone)
@@ -466,7 +467,7 @@ def clean_landed(
         q_samples: list[pd.DataFrame] = []
         counts: dict[tuple[str, str], int] = {}
         rows_quarantined = 0
-        landed_again = _landed_batches(parts, batch_rows)
+        landed_again = _landed_batches(landing, batch_rows)
         offset = 0
         first = 1
         try:
@@ -528,24 +529,25 @@ def clean_landed(
                 w.close()
             for sink in sinks:
                 sink.close()
-        _write_quarantine(q_chunks, q_samples, quarantine_out)
+        _write_quarantine(q_chunks, q_samples, quarantine_to)
 
         # Pass 3: each bucket in position order: the clean file, ordered by key.
         if clean_schema is None:
             assert empty_clean is not None
-            _write_frame(empty_clean, clean_out)
+            _write_frame(empty_clean, clean_to)
             return CleanSummary(rows_in, 0, rows_quarantined, counts, unexpected)
-        tmp = clean_out.with_suffix(".tmp")
-        with pq.ParquetWriter(tmp, clean_schema, compression="zstd") as writer:
+        with (
+            clean_to.staged_file() as tmp,
+            pq.ParquetWriter(tmp, clean_schema, compression="zstd") as writer,
+        ):
             for b in sorted(buckets):
                 path = spill / f"b-{b}.arrow"
                 with pa.OSFile(str(path), "rb") as source_file:
-                    part = pa.ipc.open_stream(source_file).read_all()
+                    bucket = pa.ipc.open_stream(source_file).read_all()
                 path.unlink()
-                part = part.take(pc.sort_indices(part.column("_position")))
-                writer.write_table(part.select(clean_schema.names).cast(clean_schema))
-                del part
-        tmp.replace(clean_out)
+                bucket = bucket.take(pc.sort_indices(bucket.column("_position")))
+                writer.write_table(bucket.select(clean_schema.names).cast(clean_schema))
+                del bucket
 
     if n_clean + rows_quarantined != rows_in:
         raise AssertionError(
@@ -583,7 +585,7 @@ def _sample(q: pd.DataFrame) -> pd.DataFrame:
     return q.iloc[sorted(picks)]
 
 
-def _write_quarantine(chunks: list[Path], samples: list[pd.DataFrame], path: Path) -> None:
+def _write_quarantine(chunks: list[Path], samples: list[pd.DataFrame], path: Location) -> None:
     """Write the quarantine entries, chunk by chunk, in the schema the whole frame would get.
 
     pandas infers a text column's type from its values; a column that is empty in one
@@ -597,10 +599,8 @@ def _write_quarantine(chunks: list[Path], samples: list[pd.DataFrame], path: Pat
     for col in ("raw_value", "natural_key"):  # re-inferred as _quarantine_frame infers them
         sample[col] = sample[col].astype("object").map(lambda v: None if pd.isna(v) else v)
     schema = pa.Schema.from_pandas(sample, preserve_index=False)
-    tmp = path.with_suffix(".tmp")
-    with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+    with path.staged_file() as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
         for chunk in chunks:
             frame = pd.read_pickle(chunk)
             chunk.unlink()
             writer.write_table(pa.Table.from_pandas(frame, preserve_index=False).cast(schema))
-    tmp.replace(path)

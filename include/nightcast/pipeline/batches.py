@@ -22,7 +22,6 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import date
-from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -31,7 +30,7 @@ import pyarrow.parquet as pq
 from nightcast.forecasting import ForecastModel
 from nightcast.forecasting.persistence import META_FILE, model_from_files, stored_files
 from nightcast.forecasting.registry import RegistryError, files_checksum
-from nightcast.storage import location
+from nightcast.storage import Location, location
 
 PART_GLOB = "part-*.parquet"
 # Seconds a batch spent, kept in its part's Parquet metadata for the load summary.
@@ -60,25 +59,25 @@ class ForecastPlan:
         return sum(len(b) for b in self.batches)
 
 
-def forecast_dir(lake_dir: Path, run_date: date) -> Path:
-    return lake_dir / "forecast" / f"date={run_date.isoformat()}"
+def forecast_dir(lake: Location, run_date: date) -> Location:
+    return lake / "forecast" / f"date={run_date.isoformat()}"
 
 
-def input_dir(lake_dir: Path, run_date: date) -> Path:
-    return lake_dir / "forecast_input" / f"date={run_date.isoformat()}"
+def input_dir(lake: Location, run_date: date) -> Location:
+    return lake / "forecast_input" / f"date={run_date.isoformat()}"
 
 
-def plan_path(lake_dir: Path, run_date: date) -> Path:
-    return forecast_dir(lake_dir, run_date) / "_plan.json"
+def plan_path(lake: Location, run_date: date) -> Location:
+    return forecast_dir(lake, run_date) / "_plan.json"
 
 
-def part_path(folder: Path, batch: int) -> Path:
+def part_path(folder: Location, batch: int) -> Location:
     """``folder/part-<batch>.parquet``, zero-padded so parts sort in batch order."""
     return folder / f"part-{batch:05d}.parquet"
 
 
-def shadow_dir(lake_dir: Path, run_date: date) -> Path:
-    return forecast_dir(lake_dir, run_date) / "shadow"
+def shadow_dir(lake: Location, run_date: date) -> Location:
+    return forecast_dir(lake, run_date) / "shadow"
 
 
 def split_series(series: Iterable[str], batch_size: int) -> list[list[str]]:
@@ -95,37 +94,35 @@ def split_series(series: Iterable[str], batch_size: int) -> list[list[str]]:
     return [ids[i : i + batch_size] for i in range(0, len(ids), batch_size)]
 
 
-def remove_stale_parts(folder: Path, keep: int) -> list[Path]:
+def remove_stale_parts(folder: Location, keep: int) -> list[Location]:
     """Delete ``part-<k>`` files with ``k >= keep`` (left by an earlier run with more batches)."""
     stale = []
-    for path in sorted(folder.glob(PART_GLOB)) if folder.exists() else []:
-        index = path.stem.removeprefix("part-")
+    for path in folder.files(PART_GLOB):
+        index = path.name.removesuffix(".parquet").removeprefix("part-")
         if not index.isdigit() or int(index) >= keep:
-            path.unlink()
+            path.delete()
             stale.append(path)
     return stale
 
 
-def write_plan(path: Path, plan: ForecastPlan) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(plan), indent=1))
-    tmp.replace(path)
+def write_plan(path: Location, plan: ForecastPlan) -> None:
+    path.write_text(json.dumps(asdict(plan), indent=1))
 
 
-def read_plan(path: Path) -> ForecastPlan:
-    if not path.exists():
+def read_plan(path: Location) -> ForecastPlan:
+    try:
+        raw = path.read_text()
+    except FileNotFoundError:
         raise FileNotFoundError(
             f"no forecast plan {path}: clear the forecast_plan task (with downstream) and rerun it"
-        )
-    return ForecastPlan(**json.loads(path.read_text()))
+        ) from None
+    return ForecastPlan(**json.loads(raw))
 
 
-def write_snapshot(frame: pd.DataFrame, path: Path) -> None:
-    """Write one input snapshot atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(path.with_suffix(".tmp"), index=False)
-    path.with_suffix(".tmp").replace(path)
+def write_snapshot(frame: pd.DataFrame, path: Location) -> None:
+    """Write one input snapshot whole (a killed task leaves the previous one)."""
+    with path.staged_file() as tmp:
+        frame.to_parquet(tmp, index=False)
 
 
 def load_pinned_model(path: str, checksum: str | None, version: str) -> ForecastModel:
@@ -144,13 +141,10 @@ def load_pinned_model(path: str, checksum: str | None, version: str) -> Forecast
     return model_from_files(files.__getitem__)
 
 
-def write_part(table: pa.Table, path: Path, seconds: float) -> None:
-    """Write one batch's part atomically (a killed task never leaves half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_part(table: pa.Table, path: Location, seconds: float) -> None:
+    """Write one batch's part whole (a killed task never leaves half a file)."""
     meta = {**(table.schema.metadata or {}), SECONDS_KEY: f"{seconds:.3f}".encode()}
-    tmp = path.with_suffix(".tmp")
-    pq.write_table(table.replace_schema_metadata(meta), tmp)
-    tmp.replace(path)
+    path.write_parquet(table.replace_schema_metadata(meta))
 
 
 def _series_rows(table: pa.Table) -> dict[str, int]:
@@ -185,7 +179,7 @@ def _check_part(
         )
 
 
-def read_parts(folder: Path, plan: ForecastPlan, version: str | None) -> tuple[pa.Table, float]:
+def read_parts(folder: Location, plan: ForecastPlan, version: str | None) -> tuple[pa.Table, float]:
     """All parts of ``plan`` as one table, checked: every planned series exactly once, H rows each.
 
     ``version`` is the model every part must come from. Returns the table (one
@@ -196,27 +190,29 @@ def read_parts(folder: Path, plan: ForecastPlan, version: str | None) -> tuple[p
     for k, expected in enumerate(plan.batches):
         path = part_path(folder, k)
         where = f"forecast batch {k} of {n} ({path})"
-        if not path.exists():
+        try:
+            table = path.read_parquet()
+        except FileNotFoundError:
             raise FileNotFoundError(
                 f"{where} is missing for {plan.run_date}: clear map index {k} of forecast_batch "
                 "(or the whole task) and rerun it"
-            )
-        table = pq.read_table(path)
+            ) from None
         seconds += float((table.schema.metadata or {}).get(SECONDS_KEY, b"0"))
         _check_part(table, expected, plan.horizon_days, version, where)
         tables.append(table.replace_schema_metadata(None))
     return pa.concat_tables(tables), seconds
 
 
-def snapshot_inputs(lake_dir: Path, run_date: date) -> list[dict[str, object]]:
+def snapshot_inputs(lake: Location, run_date: date) -> list[dict[str, object]]:
     """The forecast's input snapshot files of run D with rows and sha256, for the audit trail."""
     from nightcast.audit.records import file_sha256
 
     out: list[dict[str, object]] = []
     for name in ("history", "future"):
-        path = input_dir(lake_dir, run_date) / f"{name}.parquet"
+        path = input_dir(lake, run_date) / f"{name}.parquet"
         if path.is_file():
-            rows = pq.ParquetFile(path).metadata.num_rows
+            with path.open_input() as f:
+                rows = pq.read_metadata(f).num_rows
             out.append(
                 {"source": "forecast_input", "table": name, "path": str(path), "rows": rows,
                  "sha256": file_sha256(path)}

@@ -148,14 +148,14 @@ def _snapshot(settings: Settings, run_date: date) -> tuple[pd.DataFrame, pd.Data
     They are exactly what the forecast saw, even after late edits changed the
     warehouse; without them the inputs are rebuilt from the warehouse.
     """
-    folder = batches.input_dir(settings.lake_dir, run_date)
+    folder = batches.input_dir(settings.lake, run_date)
     history, future = folder / "history.parquet", folder / "future.parquet"
     if not (history.exists() and future.exists()):
         log.info(
             "explain %s: no input snapshot in %s; rebuilding from the warehouse", run_date, folder
         )
         return None
-    return pd.read_parquet(history), pd.read_parquet(future)
+    return history.read_parquet().to_pandas(), future.read_parquet().to_pandas()
 
 
 def explain(settings: Settings, run_date: date) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from nightcast.audit import record_publication
 from nightcast.config import Settings
@@ -29,6 +28,7 @@ from nightcast.forecasting.registry import (
 from nightcast.monitoring.alerts import model_fallback_alert, raise_alert
 from nightcast.pipeline import batches
 from nightcast.pipeline.stages import record_task, warehouse
+from nightcast.storage import location
 from nightcast.warehouse.base import Warehouse
 
 log = logging.getLogger("nightcast.pipeline")
@@ -208,7 +208,7 @@ def forecast_plan(settings: Settings, run_date: date) -> list[dict[str, Any]]:
         shadow = _pin_shadow(wh)
     if fallback_reason is not None:
         raise_alert(settings, model_fallback_alert(run_date, fallback_reason))
-    snap = batches.input_dir(settings.lake_dir, run_date)
+    snap = batches.input_dir(settings.lake, run_date)
     batches.write_snapshot(history, snap / "history.parquet")
     batches.write_snapshot(future, snap / "future.parquet")
     cut = batches.split_series(series["unique_id"], settings.forecast_batch_series)
@@ -226,11 +226,11 @@ def forecast_plan(settings: Settings, run_date: date) -> list[dict[str, Any]]:
         history_rows=len(history),
         trained=trained,
     )
-    path = batches.plan_path(settings.lake_dir, run_date)
+    path = batches.plan_path(settings.lake, run_date)
     batches.write_plan(path, plan)
     stale = batches.remove_stale_parts(path.parent, len(cut))
     stale += batches.remove_stale_parts(
-        batches.shadow_dir(settings.lake_dir, run_date), len(cut) if shadow else 0
+        batches.shadow_dir(settings.lake, run_date), len(cut) if shadow else 0
     )
     seconds = time.monotonic() - started
     summary = f"model {version}, {len(series)} series in {len(cut)} batch(es)"
@@ -257,20 +257,21 @@ def forecast_batch(settings: Settings, run_date: date, batch: int) -> dict[str, 
     so batches can run side by side on any worker of the forecasting queue.
     """
     started = time.monotonic()
-    plan = batches.read_plan(batches.plan_path(settings.lake_dir, run_date))
+    plan = batches.read_plan(batches.plan_path(settings.lake, run_date))
     if not 0 <= batch < len(plan.batches):
         raise IndexError(
             f"batch {batch} is not in the plan of {run_date} ({len(plan.batches)} batches): "
             "clear forecast_plan with downstream"
         )
     ids = plan.batches[batch]
-    history = pq.read_table(plan.history_path, filters=[("unique_id", "in", ids)]).to_pandas()
-    future = pq.read_table(plan.future_path, filters=[("unique_id", "in", ids)]).to_pandas()
+    only = [("unique_id", "in", ids)]
+    history = location(plan.history_path).read_parquet(filters=only).to_pandas()
+    future = location(plan.future_path).read_parquet(filters=only).to_pandas()
     model = batches.load_pinned_model(
         plan.artifact_path, plan.artifact_checksum, plan.model_version
     )
     out = _forecast_rows(model, plan.model_version, history, future, run_date)
-    path = batches.part_path(batches.forecast_dir(settings.lake_dir, run_date), batch)
+    path = batches.part_path(batches.forecast_dir(settings.lake, run_date), batch)
     seconds = time.monotonic() - started
     batches.write_part(pa.Table.from_pandas(out, preserve_index=False), path, seconds)
     if plan.shadow_version and plan.shadow_artifact_path:
@@ -292,8 +293,8 @@ def _shadow_batch(
 ) -> None:
     """Best effort: the pinned challenger forecasts this batch aside; a failure only logs."""
     run_date = date.fromisoformat(plan.run_date)
-    path = batches.part_path(batches.shadow_dir(settings.lake_dir, run_date), batch)
-    path.unlink(missing_ok=True)
+    path = batches.part_path(batches.shadow_dir(settings.lake, run_date), batch)
+    path.delete()
     try:
         assert plan.shadow_version and plan.shadow_artifact_path
         model = batches.load_pinned_model(plan.shadow_artifact_path, None, plan.shadow_version)
@@ -311,7 +312,7 @@ def _load_shadow(settings: Settings, plan: batches.ForecastPlan, run_date: date)
     if not plan.shadow_version:
         return
     try:
-        folder = batches.shadow_dir(settings.lake_dir, run_date)
+        folder = batches.shadow_dir(settings.lake, run_date)
         data, _ = batches.read_parts(folder, plan, plan.shadow_version)
         with warehouse(settings) as wh, wh.transaction():
             wh.replace_partition("forecast.shadow_forecasts", "run_date", run_date, data)
@@ -342,8 +343,8 @@ def load_forecasts(settings: Settings, run_date: date) -> dict[str, Any]:
     with ``horizon_days`` rows.
     """
     started = time.monotonic()
-    plan = batches.read_plan(batches.plan_path(settings.lake_dir, run_date))
-    folder = batches.forecast_dir(settings.lake_dir, run_date)
+    plan = batches.read_plan(batches.plan_path(settings.lake, run_date))
+    folder = batches.forecast_dir(settings.lake, run_date)
     data, batch_seconds = batches.read_parts(folder, plan, plan.model_version)
     series = plan.series_count
     with warehouse(settings) as wh, wh.transaction():
@@ -386,7 +387,7 @@ def publish(settings: Settings, run_date: date) -> dict[str, Any]:
         )
         record_task(wh, run_date, "publish", rows_out=int(row[1]), seconds=0.0)
         # The append-only audit row commits with the publication, or neither does.
-        snapshot = batches.snapshot_inputs(settings.lake_dir, run_date)
+        snapshot = batches.snapshot_inputs(settings.lake, run_date)
         record_publication(wh, run_date, "published", actor="pipeline", inputs=snapshot)
     log.info(
         "published run %s (%d forecast rows): marts.forecast_latest now shows it", run_date, row[1]

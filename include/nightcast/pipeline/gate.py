@@ -6,13 +6,11 @@ import dataclasses
 import logging
 import time
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from nightcast.cleaning.clean import QUARANTINE_COLUMNS
 from nightcast.config import Settings
@@ -23,6 +21,7 @@ from nightcast.quality.docs import write_gx_data_docs
 from nightcast.quality.gate import load_suite, suite_settings
 from nightcast.quality.results import CheckResult, Offending
 from nightcast.quality.volume import VolumeRule, check_volume
+from nightcast.storage import Location
 from nightcast.warehouse.base import Warehouse
 from nightcast.warehouse.schema import CANONICAL_TABLES
 
@@ -88,9 +87,9 @@ def rejected_rows(
     for summary in clean_summaries:
         source = summary["source"]
         for table, counts in summary["tables"].items():
-            path = clean_path(settings.lake_dir, "quarantine", table, run_date, source)
+            path = clean_path(settings.lake, "quarantine", table, run_date, source)
             if counts.get("quarantined") and path.exists():
-                out[(source, table)] = pq.read_table(path, columns=QUARANTINE_COLUMNS)
+                out[(source, table)] = path.read_parquet(columns=QUARANTINE_COLUMNS)
     return out
 
 
@@ -160,8 +159,7 @@ def where_rejected(
         for (s, t), rows in sorted(rejected.items())
     )
     quarantined = ", ".join(
-        str(clean_path(settings.lake_dir, "quarantine", t, run_date, s))
-        for s, t in sorted(rejected)
+        str(clean_path(settings.lake, "quarantine", t, run_date, s)) for s, t in sorted(rejected)
     )
     lines.append(
         f"Rejected rows ({counts}), with reasons and raw values: select * from ops.quarantine "
@@ -239,9 +237,9 @@ def validate(
             seconds=time.monotonic() - started,
             summary=report.summary(),
         )
-    docs = settings.lake_dir / "dq_docs" / f"date={run_date.isoformat()}"
+    docs = settings.lake / "dq_docs" / f"date={run_date.isoformat()}"
     page = write_html_report(report.results, docs, run_date)
-    gx_page: Path | None = None
+    gx_page: Location | None = None
     try:
         gx_page = write_gx_data_docs(validations, docs / "gx", run_date)
     except Exception:  # the docs are a convenience: never let them decide the gate

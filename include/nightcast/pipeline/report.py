@@ -1,35 +1,28 @@
 """Stage: write the nightly HTML report of run date D (``nightcast report``; a DAG task).
 
-``<data dir>/reports/date=D/nightly_report.html`` and ``<data dir>/reports/latest.html``,
-each written to a temporary file and renamed, so a browser or a file server never
-sees half a page. Rerunning replaces both.
+``<reports>/date=D/nightly_report.html`` and ``<reports>/latest.html``, where
+``<reports>`` is ``NIGHTCAST_REPORTS_URL`` (default ``<data dir>/reports``; a
+local folder or s3://bucket/prefix). Each is written whole (a temporary file
+moved over it), so a browser or a file server never sees half a page. Rerunning
+replaces both.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 
 from nightcast.config import Settings
 from nightcast.reporting import load_report_data, render
+from nightcast.storage import Location
 from nightcast.warehouse.base import open_warehouse
 
 log = logging.getLogger("nightcast.report")
 
 
-def report_path(settings: Settings, run_date: date) -> Path:
-    return settings.data_dir / "reports" / f"date={run_date.isoformat()}" / "nightly_report.html"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+def report_path(settings: Settings, run_date: date) -> Location:
+    return settings.reports / f"date={run_date.isoformat()}" / "nightly_report.html"
 
 
 def report(settings: Settings, run_date: date) -> dict[str, Any]:
@@ -38,12 +31,15 @@ def report(settings: Settings, run_date: date) -> dict[str, Any]:
         data = load_report_data(wh, run_date)
     page = render(data, datetime.now())
     path = report_path(settings, run_date)
-    write_atomic(path, page)
-    latest = settings.data_dir / "reports" / "latest.html"
+    path.write_text(page)
+    latest = settings.reports / "latest.html"
     # A backfill or rerun of an older date must not replace the newest night's page.
-    dates = [p.name.removeprefix("date=") for p in path.parent.parent.glob("date=*")]
+    dates = [
+        p.parent.name.removeprefix("date=")
+        for p in settings.reports.files("date=*/nightly_report.html", recursive=True)
+    ]
     if run_date.isoformat() >= max(dates, default=""):
-        write_atomic(latest, page)
+        latest.write_text(page)
     h = data.headline
     if h.published:
         what = f"{h.series_forecast} series, P50 next 28 days {h.p50_next_28:.0f}"

@@ -13,11 +13,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 from nightcast.cleaning.clean import QUARANTINE_COLUMNS, CleanSummary, clean_landed
 from nightcast.config import Settings
@@ -35,6 +33,7 @@ from nightcast.sources.extract import (
 )
 from nightcast.sources.mapping import SourceMapping, load_mappings
 from nightcast.sources.simulated import catch_up_source
+from nightcast.storage import Location, location
 from nightcast.warehouse.base import Warehouse, open_warehouse
 from nightcast.warehouse.schema import NATURAL_KEYS
 
@@ -128,7 +127,7 @@ def _recorded_window(wh: Warehouse, source: str, table: str, run_date: date) -> 
 
 
 def record_drift(
-    wh: Warehouse, run_date: date, source: str, table: str, drift: HeaderDrift, path: Path
+    wh: Warehouse, run_date: date, source: str, table: str, drift: HeaderDrift, path: Location
 ) -> None:
     """Replace the run date's ``ops.schema_drift`` rows of one source table."""
     wh.execute(
@@ -162,7 +161,7 @@ def extract(settings: Settings, source: str, run_date: date) -> dict[str, Any]:
                     "and table_name = ? and run_date < ? order by run_date desc limit 1",
                     [source, name, run_date],
                 )
-                previous = Path(before[0]) if before else None
+                previous = location(before[0]) if before else None
             window = plan_window(
                 table,
                 run_date,
@@ -170,7 +169,7 @@ def extract(settings: Settings, source: str, run_date: date) -> dict[str, Any]:
                 watermark=wm[0] if wm else None,
                 lookback_days=settings.lookback_days,
             )
-            res = land(table, run_date, window, settings.lake_dir)
+            res = land(table, run_date, window, settings.lake)
             drift = compare_landed_header(mapping, table, res.path, previous)
             with warehouse(settings) as wh, wh.transaction():
                 record_drift(wh, run_date, source, name, drift, res.path)
@@ -229,8 +228,10 @@ def extract(settings: Settings, source: str, run_date: date) -> dict[str, Any]:
     return {"source": source, "rows": out}
 
 
-def clean_path(lake_dir: Path, kind: str, table: str, run_date: date, source: str) -> Path:
-    return lake_dir / kind / table / f"date={run_date.isoformat()}" / f"{source}.parquet"
+def clean_path(lake: Location, kind: str, table: str, run_date: date, source: str) -> Location:
+    """One source's clean (or quarantined) rows of one table and night: a single file,
+    written whole; a table's partition is the folder of its sources' files."""
+    return lake / kind / table / f"date={run_date.isoformat()}" / f"{source}.parquet"
 
 
 def clean(settings: Settings, source: str, run_date: date) -> dict[str, Any]:
@@ -239,19 +240,20 @@ def clean(settings: Settings, source: str, run_date: date) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for name, table in mapping.tables.items():
         started = time.monotonic()
-        path = landing_path(settings.lake_dir, source, name, run_date)
-        if not path.exists():
+        path = landing_path(settings.lake, source, name, run_date)
+        parts = landed_parts(path)
+        if not parts:
             raise FileNotFoundError(
-                f"source {source!r} table {name!r}: no landed file {path} for {run_date}; rerun the extract task first"
+                f"source {source!r} table {name!r}: no landing {path} for {run_date}; rerun the extract task first"
             )
         # In batches: memory stays bounded whatever the size of the landing.
         res: CleanSummary = clean_landed(
-            landed_parts(path),
+            parts,
             table,
             source,
             run_date,
-            clean_path(settings.lake_dir, "clean", name, run_date, source),
-            clean_path(settings.lake_dir, "quarantine", name, run_date, source),
+            clean_path(settings.lake, "clean", name, run_date, source),
+            clean_path(settings.lake, "quarantine", name, run_date, source),
             landed_path=path,
         )
         if res.unexpected_columns:
@@ -304,11 +306,11 @@ def clean(settings: Settings, source: str, run_date: date) -> dict[str, Any]:
 
 def read_clean(settings: Settings, table: str, run_date: date, kind: str = "clean") -> pd.DataFrame:
     """Tonight's clean (or quarantined) rows of one canonical table, all sources together."""
-    folder = settings.lake_dir / kind / table / f"date={run_date.isoformat()}"
-    files = sorted(folder.glob("*.parquet"))
+    folder = settings.lake / kind / table / f"date={run_date.isoformat()}"
+    files = folder.files("*.parquet")
     if not files:
         return pd.DataFrame()
-    return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+    return pd.concat([f.read_parquet().to_pandas() for f in files], ignore_index=True)
 
 
 def load(
@@ -327,8 +329,8 @@ def load(
             mapping = get_mapping(settings, source)
             for name, counts in summary["tables"].items():
                 table_started = time.monotonic()
-                path = clean_path(settings.lake_dir, "clean", name, run_date, source)
-                data = pq.read_table(path)
+                path = clean_path(settings.lake, "clean", name, run_date, source)
+                data = path.read_parquet()
                 table = mapping.tables[name]
                 if table.mode == "full":
                     inputs = extract_inputs(wh, run_date, source, name)
@@ -347,9 +349,7 @@ def load(
                             "run_date = excluded.run_date",
                             [source, name, window.end, run_date],
                         )
-                q = pq.read_table(
-                    clean_path(settings.lake_dir, "quarantine", name, run_date, source)
-                )
+                q = clean_path(settings.lake, "quarantine", name, run_date, source).read_parquet()
                 wh.execute(
                     "delete from ops.quarantine where run_date = ? and source = ? and table_name = ?",
                     [run_date, source, name],

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -29,20 +30,40 @@ from great_expectations.data_context.types.resource_identifiers import (
     ValidationResultIdentifier,
 )
 
+from nightcast.storage import Location, location
+
 log = logging.getLogger("nightcast.quality")
 
 SITE = "nightcast_night"
 
 
-def write_gx_data_docs(validations: Sequence[Any], folder: Path, run_date: date) -> Path:
+def write_gx_data_docs(
+    validations: Sequence[Any], folder: Location | Path, run_date: date
+) -> Location:
     """Render ``validations`` (GX suite validation results) as a Data Docs site in ``folder``.
 
-    The folder is replaced, so a rerun of the night leaves only its own pages.
+    The folder is replaced, so a rerun of the night leaves only its own pages. GX
+    renders to a local folder: on a local lake that is ``folder`` itself (the static
+    assets shared between nights by a symlink), on S3 a scratch folder whose files
+    are then uploaded, static assets included (~4 MB per night; S3 has no links).
     """
-    folder = Path(folder)
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+    target = location(folder)
+    if target.is_local:
+        local = target.local_path()
+        if local.exists():
+            shutil.rmtree(local)
+        local.mkdir(parents=True)
+        _render(validations, local, run_date)
+        _share_static_assets(local)
+        return target / "index.html"
+    with tempfile.TemporaryDirectory(prefix="nightcast-gx-") as tmp:
+        _render(validations, Path(tmp), run_date)
+        target.delete_tree()
+        target.upload_tree(Path(tmp))
+    return target / "index.html"
+
+
+def _render(validations: Sequence[Any], folder: Path, run_date: date) -> None:
     config = DataContextConfig(
         store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
         analytics_enabled=False,
@@ -70,8 +91,6 @@ def write_gx_data_docs(validations: Sequence[Any], folder: Path, run_date: date)
         )
         context.validation_results_store.set(key, validation)
     context.build_data_docs(site_names=[SITE])
-    _share_static_assets(folder)
-    return folder / "index.html"
 
 
 def _share_static_assets(folder: Path) -> None:

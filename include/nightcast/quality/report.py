@@ -13,6 +13,7 @@ from datetime import date
 from pathlib import Path
 
 from nightcast.quality.results import CRITICAL, CheckResult, GateReport
+from nightcast.storage import Location, location
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222}
@@ -24,7 +25,9 @@ tr.fail-critical td{background:#fde2e2} tr.fail-warning td{background:#fff4d6}
 """
 
 
-def write_html_report(results: Iterable[CheckResult], folder: Path, run_date: date) -> Path:
+def write_html_report(
+    results: Iterable[CheckResult], folder: Location | Path, run_date: date
+) -> Location:
     """Write ``folder/index.html`` (failures first) and return its path."""
     report = GateReport(list(results))
     ordered = sorted(
@@ -51,10 +54,6 @@ def write_html_report(results: Iterable[CheckResult], folder: Path, run_date: da
         + "".join(rows)
         + "</table></body></html>"
     )
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "index.html"
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
+    path = location(folder) / "index.html"
+    path.write_text(page)
     return path

@@ -69,7 +69,7 @@ def render_summary(
             f"Forecasts: open {where} with any DuckDB client and "
             "`select * from marts.forecast_latest` (p10/p50/p90 per item, location and day)."
         )
-    report = settings.data_dir / "reports" / "latest.html"
+    report = settings.reports / "latest.html"
     if report.exists():
         lines.append(f"Report: open {report} in a browser (the latest night's HTML report).")
     return "\n".join(lines)

@@ -51,6 +51,7 @@ from nightcast.sources.extract import (
     publish_parts,
 )
 from nightcast.sources.mapping import SourceMapping, TableMapping
+from nightcast.storage import Location
 
 log = logging.getLogger("nightcast.sources")
 
@@ -317,7 +318,7 @@ def land_csv_table(
     table: TableMapping,
     run_date: date,
     window: Window,
-    lake_dir: Path,
+    lake: Location | Path,
 ) -> ExtractResult:
     """Land tonight's file(s) of ``table`` into the landing Parquet file (replacing it).
 
@@ -328,99 +329,103 @@ def land_csv_table(
     files = find_files(folder, table, run_date)
     if not files and not table.optional:
         raise DropFileMissingError(_missing_message(folder, mapping, table, run_date))
-    path = landing_path(lake_dir, mapping.source, table.table, run_date)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".parquet.tmp")
-    rows = records = 0
-    inputs: list[str] = []
-    writer: pq.ParquetWriter | None = None
-    schema: pa.Schema | None = None
-    file, layout = None, None
-    try:
-        for file in files:
-            layout = _layout(file, mapping, table)
-            expected = _count(file, mapping, table, layout)
-            records += expected
-            if not layout.header:
-                log.warning(
-                    "%s.%s: %s holds no header and no record (%d bytes)",
-                    mapping.source,
-                    table.table,
-                    file,
-                    file.stat().st_size,
-                )
-                inputs.append(f"{file} (empty: {file.stat().st_size} bytes, no header)")
-                continue
-            names = layout.header
-            # The landing remembers what it was read from, so a check of the landed
-            # header (schema drift) names the export file, not only the lake.
-            file_schema = pa.schema(
-                [(n, pa.string()) for n in names],
-                metadata={INPUTS_KEY: str(night_folder(folder, run_date) / (table.file or ""))},
-            )
-            if schema is None:
-                schema = file_schema
-                writer = pq.ParquetWriter(tmp, schema, compression="zstd")
-            elif not file_schema.equals(schema):
-                raise ValueError(
-                    f"source {mapping.source!r} table {table.table!r}: {file} has columns "
-                    f"{names}, unlike {files[0].name} ({schema.names}); every file matching "
-                    f"{table.file!r} in one night must have the same header"
-                )
-            assert writer is not None
-            inputs.append(f"{file} ({expected} records)" if expected else f"{file} (header only)")
-            landed = 0
-            if expected:
-                for batch in _batches(file, table, names, layout.data_line):
-                    _check_field_bytes(batch, landed, file, mapping, table, layout)
-                    writer.write_batch(batch)
-                    landed += batch.num_rows
-                    log.info(
-                        "%s.%s: %d rows read from %s (%.1fs, %.0f rows/s)",
+    path = landing_path(lake, mapping.source, table.table, run_date)
+    with path.scratch() as scratch:
+        tmp = scratch / "part-0.parquet"
+        rows = records = 0
+        inputs: list[str] = []
+        writer: pq.ParquetWriter | None = None
+        schema: pa.Schema | None = None
+        file, layout = None, None
+        try:
+            for file in files:
+                layout = _layout(file, mapping, table)
+                expected = _count(file, mapping, table, layout)
+                records += expected
+                if not layout.header:
+                    log.warning(
+                        "%s.%s: %s holds no header and no record (%d bytes)",
                         mapping.source,
                         table.table,
-                        rows + landed,
-                        file.name,
-                        time.monotonic() - started,
-                        (rows + landed) / max(time.monotonic() - started, 1e-6),
+                        file,
+                        file.stat().st_size,
                     )
-            if landed != expected:
-                raise IntakeError(
-                    f"{_where(mapping, table)}: {file} holds {expected} record(s) after the "
-                    f"header on line {layout.header_line}, but the CSV reader read {landed}: "
-                    f"rows would be lost or invented; check the file's quoting and line breaks "
-                    f"against the table's CSV options in {mapping.path.name} (nothing was loaded)",
-                    mapping.source,
+                    inputs.append(f"{file} (empty: {file.stat().st_size} bytes, no header)")
+                    continue
+                names = layout.header
+                # The landing remembers what it was read from, so a check of the landed
+                # header (schema drift) names the export file, not only the lake.
+                file_schema = pa.schema(
+                    [(n, pa.string()) for n in names],
+                    metadata={INPUTS_KEY: str(night_folder(folder, run_date) / (table.file or ""))},
                 )
-            rows += landed
-        if writer is None:
-            # Optional table without a file tonight (or only empty files): an
-            # empty landing file with the mapped columns, so clean sees 0 rows.
-            cols = sorted({r.source_column for r in table.columns.values() if r.source_column})
-            log.info(
-                "%s.%s: no records for %s: landing 0 rows", mapping.source, table.table, run_date
-            )
-            writer = pq.ParquetWriter(
-                tmp, pa.schema([(c, pa.string()) for c in cols]), compression="zstd"
-            )
-        writer.close()
-        writer = None
-        publish_parts(path, [tmp])  # atomic; drops parts of an earlier multi-stream landing
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        _raise_if_undecodable(files, mapping, table, exc)
-        if file is not None and layout is not None and "straddl" in str(exc):
-            _raise_if_field_too_large(file, mapping, table, layout, exc)
-        if file is not None and layout is not None and layout.header:
-            _raise_if_ragged(file, mapping, table, layout, exc)
-        raise ValueError(
-            f"source {mapping.source!r} table {table.table!r}: cannot read {file or files} as "
-            f"CSV (delimiter {table.delimiter!r}, encoding {table.encoding!r}, mapping "
-            f"{mapping.path.name}): {str(exc).splitlines()[0]}"
-        ) from exc
-    finally:
-        if writer is not None:
+                if schema is None:
+                    schema = file_schema
+                    writer = pq.ParquetWriter(tmp, schema, compression="zstd")
+                elif not file_schema.equals(schema):
+                    raise ValueError(
+                        f"source {mapping.source!r} table {table.table!r}: {file} has columns "
+                        f"{names}, unlike {files[0].name} ({schema.names}); every file matching "
+                        f"{table.file!r} in one night must have the same header"
+                    )
+                assert writer is not None
+                inputs.append(
+                    f"{file} ({expected} records)" if expected else f"{file} (header only)"
+                )
+                landed = 0
+                if expected:
+                    for batch in _batches(file, table, names, layout.data_line):
+                        _check_field_bytes(batch, landed, file, mapping, table, layout)
+                        writer.write_batch(batch)
+                        landed += batch.num_rows
+                        log.info(
+                            "%s.%s: %d rows read from %s (%.1fs, %.0f rows/s)",
+                            mapping.source,
+                            table.table,
+                            rows + landed,
+                            file.name,
+                            time.monotonic() - started,
+                            (rows + landed) / max(time.monotonic() - started, 1e-6),
+                        )
+                if landed != expected:
+                    raise IntakeError(
+                        f"{_where(mapping, table)}: {file} holds {expected} record(s) after the "
+                        f"header on line {layout.header_line}, but the CSV reader read {landed}: "
+                        f"rows would be lost or invented; check the file's quoting and line breaks "
+                        f"against the table's CSV options in {mapping.path.name} (nothing was loaded)",
+                        mapping.source,
+                    )
+                rows += landed
+            if writer is None:
+                # Optional table without a file tonight (or only empty files): an
+                # empty landing file with the mapped columns, so clean sees 0 rows.
+                cols = sorted({r.source_column for r in table.columns.values() if r.source_column})
+                log.info(
+                    "%s.%s: no records for %s: landing 0 rows",
+                    mapping.source,
+                    table.table,
+                    run_date,
+                )
+                writer = pq.ParquetWriter(
+                    tmp, pa.schema([(c, pa.string()) for c in cols]), compression="zstd"
+                )
             writer.close()
-        tmp.unlink(missing_ok=True)
+            writer = None
+            publish_parts(path, [tmp])  # whole; replaces every part of an earlier landing
+        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            _raise_if_undecodable(files, mapping, table, exc)
+            if file is not None and layout is not None and "straddl" in str(exc):
+                _raise_if_field_too_large(file, mapping, table, layout, exc)
+            if file is not None and layout is not None and layout.header:
+                _raise_if_ragged(file, mapping, table, layout, exc)
+            raise ValueError(
+                f"source {mapping.source!r} table {table.table!r}: cannot read {file or files} as "
+                f"CSV (delimiter {table.delimiter!r}, encoding {table.encoding!r}, mapping "
+                f"{mapping.path.name}): {str(exc).splitlines()[0]}"
+            ) from exc
+        finally:
+            if writer is not None:
+                writer.close()
     return ExtractResult(
         mapping.source,
         table.table,

@@ -1,14 +1,14 @@
 """Extract one source table for one run date into immutable landing Parquet.
 
-Landing layout: ``<lake>/raw/<source>/<table>/date=<D>/part-<i>.parquet``, every
-column as a string exactly as the ERP returned it, so that parsing happens in
-one place (the cleaner) whatever the source: a database or a CSV drop. A table
-lands as one part, or as one part per stream when extracted in parallel
-(:mod:`nightcast.sources.streams`); :func:`read_landed` reads all parts of a landing,
-and a rerun replaces them all (no stale part of an earlier run survives). While
-the parts are moved into place a ``_PUBLISHING`` marker sits beside them: a
-writer killed mid-way leaves it, and readers then refuse the landing (a mix of
-two attempts' parts) instead of reading it, until the extract is rerun.
+Landing layout: ``<lake>/raw/<source>/<table>/date=<D>/`` (a local folder or an
+S3 prefix), a partition of Parquet parts with every column as a string exactly
+as the ERP returned it, so that parsing happens in one place (the cleaner)
+whatever the source: a database or a CSV drop. A table lands as one part, or as
+one part per stream when extracted in parallel (:mod:`nightcast.sources.streams`).
+The parts of one attempt are named after it and made visible together by the
+partition's ``_manifest.json`` (:func:`nightcast.storage.commit_partition`):
+:func:`read_landed` reads exactly the parts it names, a rerun replaces them all,
+and a writer killed mid-way leaves the previous landing readable.
 
 Incremental tables read ``updated_at`` in ``[window_start, window_end)``:
 ``window_end`` is the end of business day D (never ``now()``), and
@@ -46,6 +46,13 @@ from nightcast.sources.streams import (
 from nightcast.sources.streams import split_bounds as split_bounds
 from nightcast.sources.streams import stream_queries as stream_queries
 from nightcast.sources.streams import stream_sql as stream_sql
+from nightcast.storage import (
+    Location,
+    commit_partition,
+    location,
+    new_attempt,
+    partition_parts,
+)
 
 log = logging.getLogger("nightcast.sources")
 
@@ -74,7 +81,7 @@ class ExtractResult:
     run_date: date
     window: Window
     rows: int
-    path: Path
+    path: Location
     seconds: float
     source_rows: int | None = None
     inputs: tuple[str, ...] = ()
@@ -153,84 +160,39 @@ def _to_text(value: Any) -> str | None:
     return str(value)
 
 
-def landing_path(lake_dir: Path, source: str, table: str, run_date: date) -> Path:
-    """The first part of a landing; it names the landing (``ops.extract_windows``, logs)."""
-    return lake_dir / "raw" / source / table / f"date={run_date.isoformat()}" / "part-0.parquet"
+def landing_path(lake: Location | Path, source: str, table: str, run_date: date) -> Location:
+    """The landing of one table for one night: a partition folder (it names the landing
+    in ``ops.extract_windows``, logs and quarantine entries)."""
+    return location(lake) / "raw" / source / table / f"date={run_date.isoformat()}"
 
 
-def _part_number(path: Path) -> int | None:
-    stem = path.name.removesuffix(".parquet")
-    if path.name.endswith(".parquet") and stem.startswith("part-") and stem[5:].isdigit():
-        return int(stem[5:])
-    return None
+def landed_parts(folder: Location) -> list[Location]:
+    """Every part of the landing at ``folder``, in part order, as its manifest names them
+    ([] when no extract of this night ever finished)."""
+    return partition_parts(folder)
 
 
-# Beside a landing's parts while publish_parts moves them into place.
-PUBLISHING = "_PUBLISHING"
-
-
-class IncompleteLanding(RuntimeError, DeterministicError):
-    """A landing whose parts were being replaced when the writer stopped.
-
-    Retrying the reader reads the same mix: the rerun starts at the source's extract.
-    """
-
-    rerun_from = "extract"
-
-    def __init__(self, message: str, source: str) -> None:
-        super().__init__(message)
-        self.sources = (source,)
-
-
-def _parts(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    parts = [(n, p) for p in folder.iterdir() if (n := _part_number(p)) is not None]
-    return [p for _, p in sorted(parts)]
-
-
-def landed_parts(path: Path) -> list[Path]:
-    """Every part of the landing that ``path`` (its part-0) names, in part order.
-
-    Raises :class:`IncompleteLanding` when an extract was stopped while it
-    replaced these parts: the folder may hold parts of two attempts.
-    """
-    marker = path.with_name(PUBLISHING)
-    if marker.exists():
-        raise IncompleteLanding(
-            f"landing {path.parent} is incomplete: an extract stopped while replacing its "
-            f"parts ({marker.read_text().strip()}), so they may mix two attempts. "
-            "Rerun the extract task for this night: it replaces every part",
-            source=path.parent.parent.parent.name,  # raw/<source>/<table>/date=D
-        )
-    return _parts(path.parent)
-
-
-def read_landed(path: Path) -> pa.Table:
+def read_landed(folder: Location) -> pa.Table:
     """All rows of one landing (every part), one row per source row as landed."""
-    parts = landed_parts(path)
+    parts = landed_parts(folder)
     if not parts:
-        raise FileNotFoundError(f"no landed file {path}")
-    return pa.concat_tables([pq.read_table(p) for p in parts])
+        raise FileNotFoundError(f"no landing at {folder}: rerun the extract task first")
+    return pa.concat_tables([p.read_parquet() for p in parts])
 
 
-def publish_parts(path: Path, tmps: list[Path]) -> None:
-    """Move finished temporary parts into place as part-0..N-1 and drop any higher part
-    left by an earlier run with more streams, so a rerun replaces the whole landing.
+def publish_parts(folder: Location, tmps: list[Path]) -> list[Location]:
+    """Publish finished local parts as the landing at ``folder``, replacing it whole.
 
-    Each move is atomic, the set of them is not: the ``_PUBLISHING`` marker is
-    written first and removed last, so a writer killed in between leaves a landing
-    that readers refuse rather than one that silently mixes two attempts.
+    The parts are written under names of this attempt, then the manifest naming them
+    (the commit), then earlier attempts' parts are deleted. A writer killed at any
+    point leaves the previous landing readable, never a mix of two attempts.
     """
-    marker = path.with_name(PUBLISHING)
-    marker.write_text(
-        f"{len(tmps)} part(s), started {datetime.now().isoformat(timespec='seconds')}\n"
-    )
-    for i, tmp in enumerate(tmps):
-        tmp.replace(path.with_name(f"part-{i}.parquet"))  # atomic per part
-    for stale in _parts(path.parent)[len(tmps) :]:
-        stale.unlink(missing_ok=True)
-    marker.unlink()
+    attempt = new_attempt()
+    names = [f"part-{i}-{attempt}.parquet" for i in range(len(tmps))]
+    for tmp, name in zip(tmps, names, strict=True):
+        (folder / name).put_file(tmp, fresh_name=True)
+    commit_partition(folder, names)
+    return [folder / name for name in names]
 
 
 def _bulk_reader(engine: sa.Engine, mapping: SourceMapping, table: TableMapping) -> Any:
@@ -255,7 +217,7 @@ def extract_table(
     table: TableMapping,
     run_date: date,
     window: Window,
-    lake_dir: Path,
+    lake: Location | Path,
 ) -> ExtractResult:
     """Stream the table's rows in batches into its landing parts (replacing all of them).
 
@@ -269,34 +231,30 @@ def extract_table(
     started = time.monotonic()
     predicate, params = window_sql(table, window)
     query = table.query.replace("{window}", predicate)
-    path = landing_path(lake_dir, mapping.source, table.table, run_date)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmps: list[Path] = []
+    path = landing_path(lake, mapping.source, table.table, run_date)
     try:
-        read = _bulk_reader(engine, mapping, table)
-        if read is None:
-            tmps = [path.with_name("part-0.parquet.tmp")]
-            report = progress_reporters(mapping, table, started, 1)[0]
-            rows = _extract_generic(engine, query, params, tmps[0], report)
-        else:
-            with plan_streams(engine, mapping, table, query, params) as plan:
-                n = len(plan.queries)
-                tmps = [path.with_name(f"part-{i}.parquet.tmp") for i in range(n)]
-                progress = progress_reporters(mapping, table, started, n)
-                if n == 1:
-                    rows = read(engine, plan.queries[0], params, tmps[0], progress[0])
-                else:
-                    rows = run_streams(read, engine, plan, params, tmps, progress)
-        landed = check_sql_landing(mapping, table, tmps, rows)
-        publish_parts(path, tmps)  # readers never see a half-written part
+        with path.scratch() as scratch:
+            read = _bulk_reader(engine, mapping, table)
+            if read is None:
+                tmps = [scratch / "part-0.parquet"]
+                report = progress_reporters(mapping, table, started, 1)[0]
+                rows = _extract_generic(engine, query, params, tmps[0], report)
+            else:
+                with plan_streams(engine, mapping, table, query, params) as plan:
+                    n = len(plan.queries)
+                    tmps = [scratch / f"part-{i}.parquet" for i in range(n)]
+                    progress = progress_reporters(mapping, table, started, n)
+                    if n == 1:
+                        rows = read(engine, plan.queries[0], params, tmps[0], progress[0])
+                    else:
+                        rows = run_streams(read, engine, plan, params, tmps, progress)
+            landed = check_sql_landing(mapping, table, tmps, rows)
+            publish_parts(path, tmps)  # readers never see a half-written landing
     except (sa.exc.SQLAlchemyError, bulk.BulkReadError) as exc:
         raise RuntimeError(
             f"source {mapping.source!r} table {table.table!r}: the ERP query failed "
             f"(mapping {mapping.path.name}): {str(exc).splitlines()[0]}"
         ) from exc
-    finally:
-        for tmp in tmps:
-            tmp.unlink(missing_ok=True)
     return ExtractResult(
         mapping.source,
         table.table,
@@ -397,27 +355,37 @@ class HeaderDrift:
     present: list[str]
 
 
+def _landed_schema(folder: Location) -> pa.Schema:
+    parts = landed_parts(folder)
+    if not parts:
+        raise FileNotFoundError(f"no landing at {folder}: rerun the extract task first")
+    with parts[0].open_input() as f:
+        return pq.read_schema(f)
+
+
 def compare_landed_header(
-    mapping: SourceMapping, table: TableMapping, path: Path, previous: Path | None = None
+    mapping: SourceMapping, table: TableMapping, path: Location, previous: Location | None = None
 ) -> HeaderDrift:
     """Compare the landed Parquet header (schema only, no rows read) with the mapping."""
-    present = list(pq.read_schema(path).names)
+    present = list(_landed_schema(path).names)
     needed = [r.source_column for r in table.columns.values() if r.source_column]
     missing = sorted(set(needed) - set(present))
     unmapped = sorted(set(present) - set(needed))
-    before = set(pq.read_schema(previous).names) if previous and previous.exists() else set()
+    before: set[str] = set()
+    if previous is not None and landed_parts(previous):
+        before = set(_landed_schema(previous).names)
     added = [c for c in unmapped if c not in before]
     return HeaderDrift(missing, unmapped, added, present)
 
 
-def check_landed_header(mapping: SourceMapping, table: TableMapping, path: Path) -> HeaderDrift:
+def check_landed_header(mapping: SourceMapping, table: TableMapping, path: Location) -> HeaderDrift:
     """Raise :class:`LandedSchemaError` if a mapped column is missing; return the drift."""
     drift = compare_landed_header(mapping, table, path)
     if drift.missing:
-        origin = (pq.read_schema(path).metadata or {}).get(INPUTS_KEY)
+        origin = (_landed_schema(path).metadata or {}).get(INPUTS_KEY)
         read_from = f" (read from {origin.decode()})" if origin else ""
         raise LandedSchemaError(
-            f"schema drift: source {mapping.source!r} table {table.table!r}: landed file {path}"
+            f"schema drift: source {mapping.source!r} table {table.table!r}: landing {path}"
             f"{read_from} has no column(s) {drift.missing} that mapping {mapping.path.name} reads "
             f"(columns present: {sorted(drift.present)}). The ERP schema changed (a column was "
             f"dropped or renamed): fix the query/columns in {mapping.path.name} (or the ERP), "
@@ -429,7 +397,7 @@ def check_landed_header(mapping: SourceMapping, table: TableMapping, path: Path)
     return drift
 
 
-Lander = Callable[[TableMapping, date, Window, Path], ExtractResult]
+Lander = Callable[[TableMapping, date, Window, Location], ExtractResult]
 
 
 @contextmanager
