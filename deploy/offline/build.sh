@@ -3,7 +3,7 @@
 # image registry (air-gapped sites, CI sandboxes). Used only when the official image
 # cannot be pulled; docker-compose.yaml names the official images.
 #
-#   deploy/offline/build.sh python postgres redis mariadb
+#   deploy/offline/build.sh python postgres redis mariadb seaweedfs
 #
 # builds nightcast-offline/<name> for each name given (see the Dockerfiles next to
 # this script) on top of nightcast-offline/debian:bookworm, a minimal Debian root
@@ -45,7 +45,7 @@ if ! have_image "$base"; then
   echo "offline images: $base"
 fi
 
-declare -A tags=([python]=3.11 [postgres]=15 [redis]=7 [mariadb]=10.11)
+declare -A tags=([python]=3.11 [postgres]=15 [redis]=7 [mariadb]=10.11 [seaweedfs]=4.48)
 for name in "$@"; do
   tag="${tags[$name]:-}"
   [[ -n "$tag" ]] || { echo "offline images: unknown image '$name' (one of: ${!tags[*]})" >&2; exit 2; }

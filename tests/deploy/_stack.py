@@ -41,6 +41,7 @@ OFFLINE_STAND_INS = {
     "postgres": "nightcast-offline/postgres:15",
     "redis": "nightcast-offline/redis:7",
     "mariadb-erp": "nightcast-offline/mariadb:10.11",
+    "seaweedfs": "nightcast-offline/seaweedfs:4.48",
 }
 OFFLINE_PYTHON = "nightcast-offline/python:3.11"
 
@@ -214,7 +215,7 @@ _REST = textwrap.dedent(
     import json, os, sys, urllib.error, urllib.request
     base = "http://127.0.0.1:8080"
     def call(method, path, body=None, token=None):
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if token:
             headers["Authorization"] = "Bearer " + token
         data = None if body is None else json.dumps(body).encode()

@@ -57,8 +57,9 @@ SERVICES = {
     "airflow-worker-gpu",
     "flower",
     "statsd-exporter",
+    "seaweedfs",
 }
-STATEFUL = {"postgres", "redis", "mariadb-erp"}
+STATEFUL = {"postgres", "redis", "mariadb-erp", "seaweedfs"}
 # Third-party, stateless helpers that no Airflow component waits for.
 SIDECARS = {"statsd-exporter"}
 # One-shot services of our image that run before the Airflow components.
@@ -272,10 +273,43 @@ def test_named_volumes_are_declared_and_used(
             assert source in declared, f"{name}: volume {source!r} is not declared"
             used.add(source)
     assert declared == used, f"declared but unused volumes: {declared - used}"
-    assert {"postgres-data", "mariadb-data", "nightcast-data"} <= declared
-    data_dir = services["airflow-worker"]["environment"]["NIGHTCAST_DATA_DIR"]
-    for worker in WORKERS:
-        assert f"nightcast-data:{data_dir}" in services[worker]["volumes"]
+    assert declared == {"postgres-data", "mariadb-data", "seaweedfs-data"}
+    # No Airflow container mounts a volume: lake, models, reports and task logs are on
+    # the object store, so a worker can run on any host (tests/deploy/test_stack.py
+    # proves it by running a night).
+    for name, svc in services.items():
+        if _ours(svc):
+            assert not svc.get("volumes"), f"{name} mounts {svc['volumes']}"
+    assert services["seaweedfs"]["volumes"] == ["seaweedfs-data:/data"]
+
+
+def test_lake_models_reports_and_logs_are_on_the_object_store(
+    services: dict[str, dict[str, Any]], filled_env: dict[str, str]
+) -> None:
+    from nightcast.storage import location
+
+    env = _env(services["airflow-worker-forecasting"], filled_env)
+    bucket = env["AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER"].removeprefix("s3://").split("/")[0]
+    for var in ("NIGHTCAST_LAKE_URL", "NIGHTCAST_MODELS_URL", "NIGHTCAST_REPORTS_URL"):
+        target = location(env[var])
+        assert not target.is_local and target.path.split("/")[0] == bucket, (var, env[var])
+    assert env["AIRFLOW__LOGGING__REMOTE_LOGGING"] == "True"
+    assert env["AWS_ENDPOINT_URL"] == "http://seaweedfs:8333"
+    conn = json.loads(env["AIRFLOW_CONN_NIGHTCAST_S3"])
+    assert env["AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID"] == "nightcast_s3"
+    assert conn["conn_type"] == "aws" and conn["extra"]["endpoint_url"] == env["AWS_ENDPOINT_URL"]
+    assert (conn["login"], conn["password"]) == (
+        env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+    )  # fmt: skip
+    store = _env(services["seaweedfs"], filled_env)
+    assert (store["AWS_ACCESS_KEY_ID"], store["AWS_SECRET_ACCESS_KEY"]) == (
+        env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+    )  # fmt: skip
+    assert "-master.telemetry=false" in _argv(services["seaweedfs"]["command"])
+    # The store's ports stay clear of every other service's in one network namespace.
+    argv = _argv(services["seaweedfs"]["command"])
+    ports = {int(a.split("=")[1]) for a in argv if re.fullmatch(r"-\w+\.port=\d+", a)}
+    assert 8080 not in ports and 8080 + 10000 not in ports
 
 
 def test_depends_on_targets_exist_with_valid_conditions(

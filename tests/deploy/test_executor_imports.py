@@ -123,3 +123,55 @@ def test_the_lock_loads_everything_the_deployment_configures(tmp_path: Path) -> 
     assert loaded["statsd"] == "SafeStatsdLogger", loaded
     assert loaded["NIGHTCAST_WAREHOUSE_URL"] == "postgresql+psycopg", loaded
     assert loaded["AIRFLOW_CONN_NIGHTCAST_DEMO_ERP"] == "mysql+pymysql", loaded
+
+
+# A task's log through the S3 task handler the compose file configures, as a worker
+# uploads it at the task's end and the api-server reads it for the UI.
+_LOG_ROUND_TRIP = textwrap.dedent(
+    """
+    import json, os, pathlib, sys
+    from airflow.config_templates import airflow_local_settings as settings
+    log_io = settings.REMOTE_TASK_LOG
+    relative = "dag_id=d/run_id=r/task_id=t/attempt=1.log"
+    local = pathlib.Path(settings.BASE_LOG_FOLDER) / relative
+    local.parent.mkdir(parents=True, exist_ok=True)
+    local.write_text("a line the worker wrote\\n")
+    log_io.upload(local)
+    sources, logs = log_io.read(relative, None)
+    print(json.dumps({"handler": type(log_io).__name__, "sources": sources, "logs": logs}))
+    """
+)
+
+
+def test_task_logs_reach_the_object_store_through_the_compose_settings(
+    tmp_path: Path, s3_server: Any
+) -> None:
+    """The compose file's remote-logging settings (S3 task handler, connection
+    ``nightcast_s3`` with its endpoint and path-style addressing) write a task log to a
+    real S3-compatible store and read it back, the way the UI shows it."""
+    store = s3_server.env()
+    compose = _compose_env()
+    # The stack's endpoint and keys swapped for the test store's: the same JSON otherwise.
+    conn = json.loads(compose["AIRFLOW_CONN_NIGHTCAST_S3"])
+    conn.update(login=store["AWS_ACCESS_KEY_ID"], password=store["AWS_SECRET_ACCESS_KEY"])
+    conn["extra"]["endpoint_url"] = store["AWS_ENDPOINT_URL"]
+    folder = f"s3://{s3_server.bucket}/compose-logs-{tmp_path.name}"
+    env = {
+        **compose,
+        **store,
+        "AIRFLOW_HOME": str(tmp_path),
+        "PATH": str(Path(sys.executable).parent),
+        "AIRFLOW__CORE__FERNET_KEY": "",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(tmp_path / "logs"),
+        "AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER": folder,
+        "AIRFLOW_CONN_NIGHTCAST_S3": json.dumps(conn),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", _LOG_ROUND_TRIP],
+        env=env, capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["handler"] == "S3RemoteLogIO", out
+    assert out["sources"] == [f"{folder}/dag_id=d/run_id=r/task_id=t/attempt=1.log"], out
+    assert out["logs"] == ["a line the worker wrote\n"], out

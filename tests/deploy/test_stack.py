@@ -226,6 +226,26 @@ def test_a_night_publishes_on_celery_workers_and_bi_reads_it(
     last_day = stack.erp_sql("select value from erp_meta where `key` = 'last_simulated_day'")
     assert last_day == NIGHT_1.isoformat(), last_day
 
+    # The two workers share no volume (the lake, models and reports are on the object
+    # store), and the UI's log view serves each one's task log from that store.
+    mounts = {w: _mounts(stack, w) for w in ("airflow-worker", "airflow-worker-forecasting")}
+    assert mounts == {"airflow-worker": [], "airflow-worker-forecasting": []}, mounts
+    bucket = stack.values.get("NIGHTCAST_S3_BUCKET") or "nightcast"
+    for task, map_index, line in (
+        ("extract_demo", None, f"extract demo.order_lines for {NIGHT_1}"),
+        ("forecast_batch", 0, f"forecast_batch {NIGHT_1} 1/"),
+    ):
+        text = _task_log(stack, NIGHT_1, task, map_index)
+        assert line in text, f"{task}: {line!r} not in its log:\n{text[-3000:]}"
+        assert f"s3://{bucket}/logs/" in text, f"{task}: log not read from the object store"
+    lake = stack.exec(
+        "airflow-apiserver", "python", "-c",
+        "from nightcast.config import get_settings; s = get_settings(); "
+        f"print(len((s.lake / 'forecast' / 'date={NIGHT_1}').files('part-*')), s.lake)",
+    )  # fmt: skip
+    assert lake.returncode == 0 and lake.stdout.split()[0] != "0", lake.stdout + lake.stderr
+    figures["lake"] = lake.stdout.split()[-1]
+
     # BI reads the published night as its own read-only role, and only the marts.
     bi = {"role": "nightcast_bi", "password": stack.values["NIGHTCAST_BI_PASSWORD"]}
     rows, run_date, lo, hi = stack.sql(
@@ -299,6 +319,25 @@ def test_a_failed_gate_pages_at_once_and_the_printed_rerun_recovers_the_night(
     bi = {"role": "nightcast_bi", "password": stack.values["NIGHTCAST_BI_PASSWORD"]}
     assert stack.sql("select max(run_date) from marts.forecast_latest", **bi) == NIGHT_2.isoformat()
     figures["peak_memory_mib"] = _peak_memory_mib(stack)
+
+
+def _mounts(stack: Stack, service: str) -> list[str]:
+    """The volumes and bind mounts of the service's container (``docker inspect``)."""
+    cid = stack.compose("ps", "-q", service).stdout.strip()
+    out = run_command(
+        ["docker", "inspect", "--format", "{{json .Mounts}}", cid], stack.engine_env, timeout=60
+    ).stdout
+    return [f"{m['Type']}:{m.get('Name') or m['Source']}" for m in json.loads(out) or []]
+
+
+def _task_log(stack: Stack, day: date, task: str, map_index: int | None) -> str:
+    """The task's first try's log as the UI gets it (REST API of the api-server)."""
+    query = "?full_content=true" + (f"&map_index={map_index}" if map_index is not None else "")
+    status, body = stack.rest(
+        "GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{_run_id(day)}/taskInstances/{task}/logs/1{query}"
+    )
+    assert status == 200, body
+    return json.dumps(body)
 
 
 def _epoch(iso: str) -> float:
