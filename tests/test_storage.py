@@ -136,3 +136,39 @@ def test_storage_check_creates_a_missing_bucket_only_when_asked(
         from nightcast.storage import check_store
 
         check_store(location(f"{s3_root}/models"), wait_s=0)
+
+
+@pytest.mark.parametrize("form", ["json", "uri"])
+def test_credentials_from_an_airflow_connection(
+    s3_root: str, monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    """NIGHTCAST_S3_CONN_ID: endpoint, region and keys from AIRFLOW_CONN_<ID> (the form
+    Airflow reads), not from the AWS_* variables."""
+    import json
+    import urllib.parse
+
+    env = {
+        k: os.environ[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    }
+    for key in env:
+        monkeypatch.delenv(key)
+    if form == "json":
+        conn = json.dumps(
+            {
+                "conn_type": "aws",
+                "login": env["AWS_ACCESS_KEY_ID"],
+                "password": env["AWS_SECRET_ACCESS_KEY"],
+                "extra": {"endpoint_url": env["AWS_ENDPOINT_URL"], "region_name": "us-east-1"},
+            }
+        )
+    else:
+        query = urllib.parse.urlencode({"endpoint_url": env["AWS_ENDPOINT_URL"]})
+        conn = f"aws://{env['AWS_ACCESS_KEY_ID']}:{env['AWS_SECRET_ACCESS_KEY']}@/?{query}"
+    monkeypatch.setenv("AIRFLOW_CONN_LAKE_STORE", conn)
+    monkeypatch.setenv("NIGHTCAST_S3_CONN_ID", "lake_store")
+    target = location(s3_root) / "via-connection.txt"
+    target.write_bytes(b"signed with the connection's keys")
+    assert target.read_bytes() == b"signed with the connection's keys"
+    monkeypatch.setenv("NIGHTCAST_S3_CONN_ID", "no_such_conn")
+    with pytest.raises(StorageError, match="AIRFLOW_CONN_NO_SUCH_CONN is not set"):
+        target.read_bytes()

@@ -11,8 +11,10 @@ is the AWS C++ SDK (multipart uploads, credential chain). Credentials come from
 the SDK's standard chain (``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` /
 ``AWS_SESSION_TOKEN``, a profile, an instance role), the endpoint of a store
 other than AWS from ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``, the region
-from ``AWS_REGION`` / ``AWS_DEFAULT_REGION``. Nothing is read from a file in
-the repository.
+from ``AWS_REGION`` / ``AWS_DEFAULT_REGION``; or, with ``NIGHTCAST_S3_CONN_ID``
+set, all four from that Airflow connection (``AIRFLOW_CONN_<ID>``, type aws:
+login, password, extra ``endpoint_url`` and ``region_name``). Nothing is read
+from a file in the repository.
 
 Writes are whole or absent: a file is written to a temporary name next to
 its target and then moved over it (a rename on disk; on S3 a server-side copy,
@@ -61,29 +63,83 @@ class StorageError(RuntimeError):
     """A file the pipeline needs cannot be read or written; the message names its URL."""
 
 
-def _endpoint() -> str | None:
-    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+# Optional: the Airflow connection (type aws) the store's endpoint and keys come from,
+# instead of the AWS_* variables; the one docker-compose's task logs use, for example.
+CONN_ID_VAR = "NIGHTCAST_S3_CONN_ID"
+
+
+@dataclass(frozen=True)
+class S3Options:
+    endpoint: str | None = None
+    region: str | None = None
+    access_key: str | None = None
+    secret_key: str | None = None
+
+
+def _aws_connection(conn_id: str) -> S3Options:
+    """Endpoint, region and keys of the Airflow connection ``conn_id``, read from
+    ``AIRFLOW_CONN_<ID>`` (JSON, or a URI ``aws://KEY:SECRET@/?endpoint_url=...``)."""
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    var = f"AIRFLOW_CONN_{conn_id.upper()}"
+    raw = os.environ.get(var, "").strip()
+    if not raw:
+        raise StorageError(f"{CONN_ID_VAR}={conn_id!r} but {var} is not set")
+    if raw.startswith("{"):
+        try:
+            doc = json.loads(raw)
+            extra = doc.get("extra") or {}
+            if isinstance(extra, str):
+                extra = json.loads(extra)
+        except (ValueError, AttributeError) as exc:
+            raise StorageError(f"{var} is not a JSON connection object: {exc}") from None
+        login, password = doc.get("login"), doc.get("password")
+    else:
+        parts = urlsplit(raw)
+        extra = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        login = unquote(parts.username) if parts.username else None
+        password = unquote(parts.password) if parts.password else None
+    return S3Options(
+        endpoint=extra.get("endpoint_url") or None,
+        region=extra.get("region_name") or None,
+        access_key=login or None,
+        secret_key=password or None,
+    )
+
+
+def s3_options() -> S3Options:
+    """Where the S3 store is and how to sign in: the Airflow connection named by
+    ``NIGHTCAST_S3_CONN_ID`` when set, else the AWS_* variables (and the SDK's chain:
+    a profile, an instance role)."""
+    conn_id = os.environ.get(CONN_ID_VAR, "").strip()
+    if conn_id:
+        return _aws_connection(conn_id)
+    return S3Options(
+        endpoint=os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+        or None,
+        region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
+    )
 
 
 @lru_cache(maxsize=8)
-def _s3(
-    endpoint: str | None, region: str | None, create_buckets: bool = False
-) -> pafs.S3FileSystem:
+def _s3(options: S3Options, create_buckets: bool = False) -> pafs.S3FileSystem:
     import pyarrow.fs as pafs
 
     kwargs: dict[str, Any] = {"allow_bucket_creation": create_buckets}
-    if endpoint:
-        scheme, _, host = endpoint.partition("://")
+    if options.endpoint:
+        scheme, _, host = options.endpoint.partition("://")
         kwargs.update(endpoint_override=host or scheme, scheme=scheme if host else "https")
-    if region:
-        kwargs["region"] = region
+    if options.region:
+        kwargs["region"] = options.region
+    if options.access_key and options.secret_key:
+        kwargs.update(access_key=options.access_key, secret_key=options.secret_key)
     return pafs.S3FileSystem(**kwargs)
 
 
 def s3_filesystem() -> pafs.S3FileSystem:
-    """The S3 filesystem of the current environment (endpoint, region; cached per pair)."""
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    return _s3(_endpoint(), region)
+    """The S3 filesystem of the current environment (cached per endpoint, region, keys)."""
+    return _s3(s3_options())
 
 
 @dataclass(frozen=True)
@@ -426,9 +482,8 @@ def _probe(target: Location, create_bucket: bool) -> str:
 
     created = ""
     if not target.is_local:
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         bucket = target.path.split("/", 1)[0]
-        fs = _s3(_endpoint(), region, create_buckets=create_bucket)
+        fs = _s3(s3_options(), create_buckets=create_bucket)
         if fs.get_file_info(bucket).type == pafs.FileType.NotFound:
             if not create_bucket:
                 raise StorageError(f"{target}: bucket {bucket!r} does not exist")
