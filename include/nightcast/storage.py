@@ -224,30 +224,29 @@ class Location:
         return self.path[len(prefix) :]
 
     # ------------------------------------------------------------------ reading
-    def read_bytes(self) -> bytes:
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Read errors named by URL: FileNotFoundError when the file is gone, else StorageError."""
         try:
-            with self.fs.open_input_stream(self.path) as f:
-                return bytes(f.read())
+            yield
         except FileNotFoundError as exc:
             raise FileNotFoundError(f"{self.url} does not exist") from exc
         except OSError as exc:
             if not self.exists():
                 raise FileNotFoundError(f"{self.url} does not exist") from exc
             raise StorageError(f"cannot read {self.url}: {exc}") from exc
+
+    def read_bytes(self) -> bytes:
+        with self._reading(), self.fs.open_input_stream(self.path) as f:
+            return bytes(f.read())
 
     def read_text(self) -> str:
         return self.read_bytes().decode("utf-8")
 
     def open_input(self) -> pa.NativeFile:
         """A seekable reader of this file (Parquet footers, batch iteration)."""
-        try:
+        with self._reading():
             return self.fs.open_input_file(self.path)
-        except FileNotFoundError as exc:
-            raise FileNotFoundError(f"{self.url} does not exist") from exc
-        except OSError as exc:
-            if not self.exists():
-                raise FileNotFoundError(f"{self.url} does not exist") from exc
-            raise StorageError(f"cannot read {self.url}: {exc}") from exc
 
     def read_parquet(self, columns: list[str] | None = None, filters: Any = None) -> pa.Table:
         import pyarrow.parquet as pq
