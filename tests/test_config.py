@@ -81,6 +81,7 @@ def test_not_a_uri_is_rejected() -> None:
 def test_settings_read_env_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NIGHTCAST_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("NIGHTCAST_WAREHOUSE_PATH", str(tmp_path / "elsewhere" / "wh.duckdb"))
+    (tmp_path / "mappings").mkdir()
     monkeypatch.setenv("NIGHTCAST_SOURCES_DIR", str(tmp_path / "mappings"))
     monkeypatch.setenv("NIGHTCAST_TIMEZONE", "Europe/Berlin")
     monkeypatch.setenv("NIGHTCAST_HORIZON_DAYS", "14")

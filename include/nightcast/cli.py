@@ -72,6 +72,18 @@ def cmd_airflow_setup(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    """Print the configuration reference, or check the current environment's settings."""
+    from nightcast.config import get_settings, reference_markdown
+
+    if args.action == "reference":
+        print(reference_markdown(), end="")
+        return 0
+    settings = get_settings()  # raises SettingError naming a bad variable
+    print(f"settings ok: lake {settings.lake}, warehouse {settings.warehouse_url.split('@')[-1]}")
+    return 0
+
+
 def cmd_storage_check(args: argparse.Namespace) -> int:
     """Prove the lake, models, reports and (when set) the remote task-log folder usable."""
     from nightcast.config import get_settings
@@ -439,6 +451,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     af.set_defaults(func=cmd_airflow)
 
+    cf = sub.add_parser(
+        "config", help="print the configuration reference or check the environment's settings"
+    )
+    cf.add_argument("action", choices=("reference", "check"))
+    cf.set_defaults(func=cmd_config)
     sc = sub.add_parser(
         "storage-check",
         help="write, read and delete a probe file in the lake, models, reports and task-log stores",

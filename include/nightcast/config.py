@@ -11,9 +11,15 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from datetime import time
 from pathlib import Path
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import quote, unquote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from nightcast.errors import DeterministicError
 from nightcast.storage import Location, StorageError, location
@@ -32,143 +38,448 @@ class MissingSettingError(SettingError):
     """A required environment variable is not set."""
 
 
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name) or str(default)
-    try:
-        return int(raw)
-    except ValueError:
-        raise SettingError(f"{name} must be a whole number, not {raw!r}") from None
+# Settings renamed when the lake moved to object storage: a deployment still setting the
+# old name gets an error naming the new one, not a lake silently back on the default.
+RENAMED = {"NIGHTCAST_LAKE_DIR": "NIGHTCAST_LAKE_URL"}
+# Values never echoed in an error: they may hold a password or a token.
+_SECRET_FIELDS = {"warehouse_url", "alert_webhook_url"}
+_DEVICES = ("cpu", "gpu", "cuda", "auto")
 
 
-def _float(name: str, default: float) -> float:
-    raw = os.environ.get(name) or str(default)
-    try:
-        return float(raw)
-    except ValueError:
-        raise SettingError(f"{name} must be a number, not {raw!r}") from None
+_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.\-_]*[A-Za-z0-9])?|\[[0-9A-Fa-f:]+\]")
+_DASK = re.compile(r"(?:(?:tcp|tls|ucx|ws|wss)://)?[A-Za-z0-9.\-_\[\]:]+:\d+")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
-def _path(name: str, default: Path) -> Path:
-    raw = os.environ.get(name)
-    return Path(raw).expanduser().resolve() if raw else default
+def _doc(text: str, **kw: Any) -> Any:
+    return Field(description=text, **kw)
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Where things live for one deployment."""
+class Settings(BaseSettings):
+    """Every ``NIGHTCAST_*`` setting of a deployment, declared once: type, default, bounds
+    and what it does. Read from the environment by :func:`get_settings` (cheap; call it
+    where needed); a bad value raises :class:`SettingError` naming the variable and the
+    value (never a secret's) in one line. ``nightcast config reference`` prints this
+    table as Markdown (docs/configuration.md)."""
 
-    data_dir: Path
-    # The lake (landing, clean/quarantine, forecast inputs and parts, GX Data Docs,
-    # reports): NIGHTCAST_LAKE_URL, a local folder or s3://bucket/prefix.
-    lake: Location
-    # The nightly HTML reports: NIGHTCAST_REPORTS_URL, a local folder or s3://bucket/prefix.
-    reports: Location
-    warehouse_path: Path
-    sources_dir: Path
-    dbt_project_dir: Path
-    expectations_dir: Path
-    models_dir: Path
-    timezone: str
-    horizon_days: int
-    lookback_days: int
-    warehouse_url: str
-    # Series per mapped forecast_batch task: bounds one task's memory and time, and
-    # sets how many batches the forecasting workers share.
-    forecast_batch_series: int = 5000
-    # Explanations (nightcast.pipeline.explain): top-k SHAP contributions per forecast row,
-    # for every series up to explain_max_series (pred_contrib costs ~40 CPU-s per 1,000
-    # series x 28 days on one thread), above it for a deterministic sample of that size.
-    explain_top_k: int = 5
-    explain_max_series: int = 5000
-    # StatsD (nightcast.monitoring.metrics): metrics go to ops.metrics always, and as UDP
-    # lines to this host too when it is set.
-    statsd_host: str | None = None
-    statsd_port: int = 8125
-    statsd_prefix: str = "nightcast"
-    # Monitoring (nightcast.pipeline.monitor): forecasts with a forecast date in the last
-    # accuracy_lookback_days are rescored each night; thresholds that raise alerts.
-    accuracy_lookback_days: int = 56
-    drift_psi_max: float = 0.25
-    accuracy_wape_max: float = 0.8
-    accuracy_degradation_max: float = 0.25
-    # Scale-out (nightcast.forecasting.distributed): when set, the weekly retrain boosts
-    # on this Dask scheduler; each booster must finish within dask_timeout_s.
-    dask_address: str | None = None
-    dask_timeout_s: float = 3600.0
-    # Sources whose ERP is the demo simulator (nightcast.demo_erp): their extract first
-    # simulates the business days up to the run date. Empty in production.
-    simulated_sources: tuple[str, ...] = ()
-    # Where model artifacts live (nightcast.storage): NIGHTCAST_MODELS_URL, a local
-    # folder or s3://bucket/prefix; empty = models_dir (the embedded default).
-    models_url: str = ""
+    model_config = SettingsConfigDict(
+        env_prefix="NIGHTCAST_",
+        frozen=True,
+        extra="ignore",
+        env_ignore_empty=True,
+        arbitrary_types_allowed=True,
+        populate_by_name=True,
+    )
+
+    # ------------------------------------------------------------------ where things live
+    data_dir: Path = _doc(
+        "lake, models, reports and dbt artefacts, unless the _URL settings move them",
+        default=PROJECT_ROOT / "data",
+    )
+    lake_url: str = _doc(
+        "the lake (landings, clean/quarantine, forecast inputs and parts, GX Data Docs): "
+        "a local folder or s3://bucket/prefix; default <data dir>/lake",
+        default="",
+    )
+    models_url: str = _doc(
+        "model artifacts: a local folder or s3://bucket/prefix; default <data dir>/models",
+        default="",
+    )
+    reports_url: str = _doc(
+        "the nightly HTML reports: a local folder or s3://bucket/prefix; default <data dir>/reports",
+        default="",
+    )
+    models_dir: Path = _doc("model artifacts on local disk when no models URL is set", default=None)
+    s3_conn_id: str | None = _doc(
+        "take the object store's endpoint, region and keys from this Airflow connection "
+        "(AIRFLOW_CONN_<ID>, type aws) instead of the AWS_* variables",
+        default=None,
+    )
+    warehouse_path: Path = _doc("the DuckDB warehouse file", default=None)
+    warehouse_url: str = _doc(
+        "the warehouse: duckdb:///<path> (default: the warehouse path) or "
+        "postgresql+psycopg://user:password@host:port/database",
+        default=None,
+    )
+    sources_dir: Path = _doc(
+        "the folder of source mappings (one YAML per ERP)",
+        default=PROJECT_ROOT / "include" / "nightcast" / "sources" / "mappings",
+    )
+    dbt_project_dir: Path = _doc("the dbt project", default=PROJECT_ROOT / "dbt_project")
+    dbt_target: Literal["duckdb", "postgres"] | None = _doc(
+        "dbt's target (profiles.yml); default: the one of the warehouse URL", default=None
+    )
+    expectations_dir: Path = _doc(
+        "the GX expectation suites", default=PROJECT_ROOT / "expectations"
+    )
+    # ------------------------------------------------------------------ the night
+    timezone: str = _doc("the deployment's business time zone (IANA name)", default="UTC")
+    horizon_days: int = _doc("forecast horizon, days", default=28, ge=1, le=366)
+    lookback_days: int = _doc("incremental re-read for late edits, days", default=3, ge=0, le=365)
+    forecast_batch_series: int = _doc(
+        "series per mapped forecast_batch task (bounds one task's memory and time)",
+        default=5000,
+        ge=1,
+    )
+    simulated_sources: Annotated[tuple[str, ...], NoDecode] = _doc(
+        "comma-separated sources whose ERP is the demo simulator (each night first "
+        "simulates the business days up to it); empty in production",
+        default=(),
+    )
+    # ------------------------------------------------------------------ the model
+    lightgbm_device: Literal["cpu", "gpu", "cuda", "auto"] = _doc(
+        "LightGBM device; auto probes the GPU and falls back to CPU with a warning",
+        default="cpu",
+    )
+    lightgbm_num_threads: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        validation_alias="LIGHTGBM_NUM_THREADS",
+        description="LightGBM threads per task (LIGHTGBM_NUM_THREADS)",
+    )
+    explain_top_k: int = _doc("SHAP contributions stored per forecast row", default=5, ge=1, le=50)
+    explain_max_series: int = _doc(
+        "series explained per night (above it, a deterministic sample of this size)",
+        default=5000,
+        ge=1,
+    )
+    shadow: bool = _doc(
+        "the latest challenger also forecasts into forecast.shadow_forecasts", default=False
+    )
+    promotion_margin: float = _doc(
+        "a challenger must beat the champion's holdout WAPE x (1 - this)", default=0.02, ge=0, lt=1
+    )
+    baseline_margin: float = _doc(
+        "a challenger must beat the best simple baseline's WAPE x (1 - this)",
+        default=0.0,
+        ge=0,
+        lt=1,
+    )
+    coverage_min: float = _doc(
+        "lowest P10-P90 holdout coverage a challenger may have", default=0.6, gt=0, lt=1
+    )
+    coverage_max: float = _doc(
+        "highest P10-P90 holdout coverage a challenger may have", default=0.95, gt=0, le=1
+    )
+    holdout_windows: int = _doc("weekly retrain holdout windows", default=2, ge=1, le=52)
+    dask_address: str | None = _doc(
+        "train the weekly challenger on this Dask scheduler (tcp://host:8786)", default=None
+    )
+    dask_timeout_s: float = _doc("seconds each Dask booster may take", default=3600.0, gt=0)
+    # ------------------------------------------------------------------ monitoring and alerts
+    accuracy_lookback_days: int = _doc(
+        "forecasts of the last N days are rescored each night", default=56, ge=1, le=3660
+    )
+    drift_psi_max: float = _doc("feature drift alert above this PSI", default=0.25, gt=0)
+    accuracy_wape_max: float = _doc("accuracy alert above this WAPE", default=0.8, gt=0)
+    accuracy_degradation_max: float = _doc(
+        "accuracy alert when WAPE worsens by more than this share", default=0.25, gt=0
+    )
+    publish_deadline: str = _doc(
+        "run date D must be published by this local time on D+1 (HH:MM)", default="06:30"
+    )
+    alert_webhook_url: str | None = _doc(
+        "alerts are POSTed here as Slack-compatible JSON", default=None
+    )
+    alert_email_to: Annotated[tuple[str, ...], NoDecode] = _doc(
+        "comma-separated alert recipients", default=()
+    )
+    alert_email_from: str = _doc("alert sender address", default="nightcast@localhost")
+    smtp_host: str | None = _doc("SMTP server for alert mail", default=None)
+    smtp_port: int = _doc("SMTP port", default=25, ge=1, le=65535)
+    statsd_host: str | None = _doc(
+        "StatsD host for metrics (unset: ops.metrics only)", default=None
+    )
+    statsd_port: int = _doc("StatsD UDP port", default=8125, ge=1, le=65535)
+    statsd_prefix: str = _doc("StatsD metric prefix", default="nightcast")
+    # ------------------------------------------------------------------ audit
+    actor: str | None = _doc("who acts, in the audit trail (default: the OS user)", default=None)
+    code_version: str | None = _doc(
+        "the code version the audit trail records (default: nightcast <version> + git commit)",
+        default=None,
+    )
+
+    # ------------------------------------------------------------------ validation
+    @model_validator(mode="before")
+    @classmethod
+    def _derived_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        root = Path(str(out.get("data_dir") or PROJECT_ROOT / "data")).expanduser().resolve()
+        if out.get("warehouse_path") is None:
+            out["warehouse_path"] = str(root / "warehouse.duckdb")
+        if out.get("models_dir") is None:
+            out["models_dir"] = str(root / "models")
+        if out.get("warehouse_url") is None:
+            wh = Path(str(out["warehouse_path"])).expanduser().resolve()
+            out["warehouse_url"] = f"duckdb:///{wh}"
+        return out
+
+    @field_validator("simulated_sources", "alert_email_to", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        return value
+
+    @field_validator(
+        "data_dir", "models_dir", "warehouse_path", "sources_dir", "dbt_project_dir",
+        "expectations_dir",
+    )  # fmt: skip
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return Path(value).expanduser().resolve()
+
+    @field_validator("data_dir", "models_dir")
+    @classmethod
+    def _folder(cls, value: Path) -> Path:
+        if value.exists() and not value.is_dir():
+            raise ValueError("is a file, not a folder")
+        return value
+
+    @field_validator("sources_dir", "dbt_project_dir", "expectations_dir")
+    @classmethod
+    def _existing_folder(cls, value: Path) -> Path:
+        if not value.is_dir():
+            raise ValueError("no such folder")
+        return value
+
+    @field_validator("warehouse_path")
+    @classmethod
+    def _file(cls, value: Path) -> Path:
+        if value.is_dir():
+            raise ValueError("is a folder, not the DuckDB file")
+        return value
+
+    @field_validator("statsd_host", "smtp_host")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        if value is not None and not _HOST.fullmatch(value):
+            raise ValueError("not a host name or address (no scheme, port or spaces)")
+        return value
+
+    @field_validator("dask_address")
+    @classmethod
+    def _dask(cls, value: str | None) -> str | None:
+        if value is not None and not _DASK.fullmatch(value):
+            raise ValueError("not a Dask scheduler address (tcp://host:8786)")
+        return value
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _webhook(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s/]+\S*", value):
+            raise ValueError("not an http(s) URL")
+        return value
+
+    @field_validator("alert_email_from")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        if not _EMAIL.fullmatch(value):
+            raise ValueError("not an e-mail address")
+        return value
+
+    @field_validator("alert_email_to")
+    @classmethod
+    def _recipients(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [a for a in value if not _EMAIL.fullmatch(a)]
+        if bad:
+            raise ValueError(f"not an e-mail address: {bad[0]!r}")
+        return value
+
+    @field_validator("simulated_sources")
+    @classmethod
+    def _source_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [n for n in value if not _NAME.fullmatch(n)]
+        if bad:
+            raise ValueError(f"not a source name (a-z, 0-9, _): {bad[0]!r}")
+        return value
+
+    @field_validator("statsd_prefix", "s3_conn_id")
+    @classmethod
+    def _identifier(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_.\-]+", value):
+            raise ValueError("may only hold letters, digits, '_', '.' and '-'")
+        return value
+
+    @field_validator("actor", "code_version")
+    @classmethod
+    def _label(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or not value.isprintable()):
+            raise ValueError("must be printable text, not blank")
+        return value
+
+    @field_validator("lake_url", "models_url", "reports_url")
+    @classmethod
+    def _storage_url(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return ""
+        try:
+            return location(value).url
+        except StorageError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise ValueError("not an IANA time zone (e.g. Europe/Berlin, UTC)") from None
+        return value
+
+    @field_validator("publish_deadline")
+    @classmethod
+    def _hh_mm(cls, value: str) -> str:
+        try:
+            time.fromisoformat(value)
+        except ValueError:
+            raise ValueError("must be HH:MM (local time)") from None
+        return value
+
+    @field_validator("warehouse_url")
+    @classmethod
+    def _warehouse_url(cls, value: str) -> str:
+        try:
+            return check_url(WAREHOUSE_URL_VAR, value)
+        except SettingError as exc:
+            raise ValueError(str(exc).removeprefix(WAREHOUSE_URL_VAR).lstrip(" :")) from None
+
+    @model_validator(mode="after")
+    def _coverage_band(self) -> Settings:
+        if self.coverage_min >= self.coverage_max:
+            raise ValueError(
+                f"NIGHTCAST_COVERAGE_MIN ({self.coverage_min}) must be below "
+                f"NIGHTCAST_COVERAGE_MAX ({self.coverage_max})"
+            )
+        return self
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def lake(self) -> Location:
+        return location(self.lake_url or self.data_dir / "lake")
+
+    @property
+    def reports(self) -> Location:
+        return location(self.reports_url or self.data_dir / "reports")
 
     @property
     def models_location(self) -> Location:
         return location(self.models_url or self.models_dir)
 
+    @property
+    def deadline(self) -> time:
+        return time.fromisoformat(self.publish_deadline)
 
-def get_settings() -> Settings:
-    """Read the settings from the environment (cheap; call it where needed)."""
-    data_dir = _path("NIGHTCAST_DATA_DIR", PROJECT_ROOT / "data")
-    warehouse_path = _path("NIGHTCAST_WAREHOUSE_PATH", data_dir / "warehouse.duckdb")
-    return Settings(
-        data_dir=data_dir,
-        lake=location(_storage_url("NIGHTCAST_LAKE_URL") or data_dir / "lake"),
-        reports=location(_storage_url("NIGHTCAST_REPORTS_URL") or data_dir / "reports"),
-        warehouse_path=warehouse_path,
-        sources_dir=_path(
-            "NIGHTCAST_SOURCES_DIR", PROJECT_ROOT / "include" / "nightcast" / "sources" / "mappings"
-        ),
-        dbt_project_dir=_path("NIGHTCAST_DBT_PROJECT_DIR", PROJECT_ROOT / "dbt_project"),
-        expectations_dir=_path("NIGHTCAST_EXPECTATIONS_DIR", PROJECT_ROOT / "expectations"),
-        models_dir=_path("NIGHTCAST_MODELS_DIR", data_dir / "models"),
-        timezone=os.environ.get("NIGHTCAST_TIMEZONE", "UTC"),
-        horizon_days=_int("NIGHTCAST_HORIZON_DAYS", 28),
-        lookback_days=_int("NIGHTCAST_LOOKBACK_DAYS", 3),
-        # One setting switches the target: a DuckDB file (default) or PostgreSQL.
-        warehouse_url=os.environ.get("NIGHTCAST_WAREHOUSE_URL") or f"duckdb:///{warehouse_path}",
-        forecast_batch_series=_int("NIGHTCAST_FORECAST_BATCH_SERIES", 5000),
-        explain_top_k=_int("NIGHTCAST_EXPLAIN_TOP_K", 5),
-        explain_max_series=_int("NIGHTCAST_EXPLAIN_MAX_SERIES", 5000),
-        statsd_host=os.environ.get("NIGHTCAST_STATSD_HOST") or None,
-        statsd_port=_int("NIGHTCAST_STATSD_PORT", 8125),
-        statsd_prefix=os.environ.get("NIGHTCAST_STATSD_PREFIX") or "nightcast",
-        accuracy_lookback_days=_int("NIGHTCAST_ACCURACY_LOOKBACK_DAYS", 56),
-        drift_psi_max=_float("NIGHTCAST_DRIFT_PSI_MAX", 0.25),
-        accuracy_wape_max=_float("NIGHTCAST_ACCURACY_WAPE_MAX", 0.8),
-        accuracy_degradation_max=_float("NIGHTCAST_ACCURACY_DEGRADATION_MAX", 0.25),
-        dask_address=os.environ.get("NIGHTCAST_DASK_ADDRESS") or None,
-        dask_timeout_s=_float("NIGHTCAST_DASK_TIMEOUT_S", 3600.0),
-        simulated_sources=tuple(
-            name.strip()
-            for name in os.environ.get("NIGHTCAST_SIMULATED_SOURCES", "").split(",")
-            if name.strip()
-        ),
-        models_url=_storage_url("NIGHTCAST_MODELS_URL"),
+
+def env_name(field: str) -> str:
+    """The environment variable of a settings field."""
+    info = Settings.model_fields[field]
+    alias = info.validation_alias
+    return alias if isinstance(alias, str) else f"NIGHTCAST_{field.upper()}"
+
+
+def reference_markdown() -> str:
+    """Every setting as a Markdown table (docs/configuration.md is this, generated)."""
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from `nightcast.config.Settings` by `nightcast config reference`",
+        "(tests/test_settings.py fails when this file and the code differ). Every",
+        "variable is read and checked when a task starts: a bad value stops it with one",
+        "line naming the variable. Empty values count as unset.",
+        "",
+        "| variable | type | default | bounds | what it does |",
+        "|---|---|---|---|---|",
+    ]
+    for name, info in Settings.model_fields.items():
+        default = info.get_default()
+        if name in ("models_dir", "warehouse_path", "warehouse_url"):
+            shown = {"models_dir": "<data dir>/models", "warehouse_path": "<data dir>/warehouse.duckdb",
+                     "warehouse_url": "duckdb:///<warehouse path>"}[name]  # fmt: skip
+        elif isinstance(default, Path):
+            shown = default.relative_to(PROJECT_ROOT).as_posix() + "/ (in the checkout)"
+        elif default in (None, "", ()):
+            shown = "unset"
+        else:
+            shown = str(default)
+        bounds = ", ".join(
+            f"{op} {getattr(m, attr)}"
+            for m in info.metadata
+            for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+            if getattr(m, attr, None) is not None
+        )
+        kind = _type_name(info.annotation)
+        lines.append(
+            f"| `{env_name(name)}` | {kind} | `{shown}` | {bounds or '-'} | {info.description} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _type_name(annotation: Any) -> str:
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Literal:
+        return "one of " + ", ".join(str(a) for a in args)
+    if origin in (Union, UnionType) and type(None) in args:
+        return _type_name(next(a for a in args if a is not type(None))) + " (optional)"
+    if origin is tuple:
+        return "comma-separated list"
+    return {"str": "text", "int": "whole number", "float": "number", "bool": "true/false"}.get(
+        getattr(annotation, "__name__", ""), getattr(annotation, "__name__", str(annotation))
     )
 
 
-# Settings renamed when the lake moved to object storage: a deployment still setting the
-# old name gets an error naming the new one, not a lake silently back on the default.
-RENAMED = {"NIGHTCAST_LAKE_DIR": "NIGHTCAST_LAKE_URL"}
-
-
-def _storage_url(name: str) -> str:
-    """A storage URL setting (a local path or s3://bucket/prefix), checked now: a typo in
-    the scheme fails here, naming the variable, not on the first write of a night."""
+def get_settings() -> Settings:
+    """The deployment's settings, read and checked from the environment now."""
     for old, new in RENAMED.items():
-        if new == name and os.environ.get(old):
+        if os.environ.get(old):
             raise SettingError(
                 f"{old} was renamed {new} (a local folder or s3://bucket/prefix): "
                 f"set {new}={os.environ[old]!r} instead"
             )
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return ""
     try:
-        return location(raw).url
-    except StorageError as exc:
-        raise SettingError(f"{name}={raw!r}: {exc}") from exc
+        return Settings()
+    except ValidationError as exc:
+        raise SettingError(_one_line(exc)) from None
+
+
+def lenient_settings() -> Settings:
+    """The settings for a failure callback, which must page on-call even when a variable
+    is unusable (that error is often what it reports): each bad variable at its default."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        bad = {str(e["loc"][0]) for e in exc.errors() if e.get("loc")}
+    defaults = {
+        f: Settings.model_fields[f].get_default() for f in bad if f in Settings.model_fields
+    }
+    if "warehouse_url" in bad:  # never another warehouse: writes to it fail, and say why
+        defaults["warehouse_url"] = "unusable://NIGHTCAST_WAREHOUSE_URL-is-invalid"
+    try:
+        return Settings(**defaults)
+    except ValidationError:  # a rule across variables: the defaults of everything
+        return Settings.model_construct()
+
+
+def _one_line(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = [str(x) for x in err.get("loc", ())]
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        if not loc:  # a model-level rule names its variables itself
+            parts.append(msg)
+            continue
+        field = loc[0]
+        var = env_name(field) if field in Settings.model_fields else field
+        if field in _SECRET_FIELDS:
+            parts.append(f"{var}: {msg}")
+        else:
+            parts.append(f"{var}={err.get('input')!r}: {msg}")
+    return "; ".join(parts)
 
 
 WAREHOUSE_URL_VAR = "NIGHTCAST_WAREHOUSE_URL"

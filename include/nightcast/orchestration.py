@@ -65,10 +65,10 @@ DEFAULT_ARGS: dict[str, Any] = {
 
 def run_date(context: Any) -> date:
     """The business day a run closes: the date of its logical date in the deployment's zone."""
-    from nightcast.config import get_settings
+    from nightcast.config import lenient_settings
 
     logical = context["logical_date"]
-    tz = get_settings().timezone
+    tz = lenient_settings().timezone  # also in a failure callback of a bad setting
     return logical.in_timezone(tz).date() if hasattr(logical, "in_timezone") else logical.date()
 
 
@@ -108,10 +108,10 @@ def on_task_failure(context: Any) -> None:
     except Exception:
         message = f"{task_id} failed"
     try:
-        from nightcast.config import get_settings
+        from nightcast.config import lenient_settings
         from nightcast.pipeline.stages import fail_run
 
-        fail_run(get_settings(), day, message)
+        fail_run(lenient_settings(), day, message)
     except Exception:  # the callback must never hide the original failure
         log.exception("could not record the failure in forecast.runs")
     if task_id == "validate":  # the data-quality gate held the run back: an audited decision
@@ -119,12 +119,12 @@ def on_task_failure(context: Any) -> None:
             from nightcast.audit import record_held_back
             from nightcast.pipeline.stages import warehouse
 
-            with warehouse(get_settings()) as wh, wh.transaction():
+            with warehouse(lenient_settings()) as wh, wh.transaction():
                 record_held_back(wh, day, message)
         except Exception:
             log.exception("could not record the held-back decision in audit.publications")
     try:
-        from nightcast.config import get_settings
+        from nightcast.config import lenient_settings
         from nightcast.monitoring.alerts import raise_alert, task_failed_alert
 
         graph: Mapping[str, frozenset[str]] | None = None
@@ -133,6 +133,6 @@ def on_task_failure(context: Any) -> None:
         except Exception:  # without the graph the hint is still right, only less exact
             log.exception("could not read the DAG's task graph for the rerun hint")
         alert = task_failed_alert(dag_id, task_id, day, _logical_iso(context), err, graph)
-        raise_alert(get_settings(), alert)
+        raise_alert(lenient_settings(), alert)
     except Exception:
         log.exception("could not raise the failure alert")

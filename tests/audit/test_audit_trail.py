@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import re
@@ -169,7 +168,7 @@ def test_publish_writes_one_audit_row_with_the_snapshot_on_postgres(
     pg: Warehouse, pg_url: str, tmp_path: Path
 ) -> None:
     shas = seed(pg, tmp_path / "lake")
-    settings = dataclasses.replace(get_settings(), warehouse_url=pg_url)
+    settings = get_settings().model_copy(update={"warehouse_url": pg_url})
     publish(settings, D)
     check_published_row(pg, shas)
     assert pg.fetchone("select status from forecast.runs where run_date = ?", [D]) == ("published",)
@@ -181,7 +180,7 @@ def test_publish_writes_one_audit_row_with_the_snapshot_on_postgres(
 
 
 def test_a_failed_publish_leaves_no_audit_row(pg: Warehouse, pg_url: str) -> None:
-    settings = dataclasses.replace(get_settings(), warehouse_url=pg_url)
+    settings = get_settings().model_copy(update={"warehouse_url": pg_url})
     with pytest.raises(RuntimeError, match="cannot be published"):
         publish(settings, date(2030, 1, 1))
     assert audit.find_publications(pg, run_date=date(2030, 1, 1)) == []

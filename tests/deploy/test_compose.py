@@ -505,18 +505,22 @@ def test_connection_urls_match_the_servers_they_point_at(
         pg["NIGHTCAST_WAREHOUSE_PASSWORD"],
         pg["NIGHTCAST_WAREHOUSE_DB"],
     )
-    assert env["NIGHTCAST_DBT_TARGET"] == "postgres"
-    assert (env["NIGHTCAST_PG_HOST"], env["NIGHTCAST_PG_PORT"]) == ("postgres", "5432")
-    assert (env["NIGHTCAST_PG_USER"], env["NIGHTCAST_PG_PASSWORD"], env["NIGHTCAST_PG_DBNAME"]) == (
-        wh.username,
-        wh.password,
-        wh.database,
-    )
-    # Every env_var() the dbt profile requires (no default) is set.
+    # The warehouse is configured once: dbt's profile is derived from the URL.
+    assert not [k for k in env if k.startswith("NIGHTCAST_PG_") or k == "NIGHTCAST_DBT_TARGET"]
+    from nightcast.config import Settings
+    from nightcast.transform.dbt import profile_env
+
+    dbt_env = profile_env(Settings(warehouse_url=env["NIGHTCAST_WAREHOUSE_URL"]))
+    assert dbt_env["NIGHTCAST_DBT_TARGET"] == "postgres"
+    assert (dbt_env["NIGHTCAST_PG_HOST"], dbt_env["NIGHTCAST_PG_PORT"]) == ("postgres", "5432")
+    assert (
+        dbt_env["NIGHTCAST_PG_USER"], dbt_env["NIGHTCAST_PG_PASSWORD"], dbt_env["NIGHTCAST_PG_DBNAME"]
+    ) == (wh.username, wh.password, wh.database)  # fmt: skip
+    # Every env_var() the dbt profile requires (no default) is derived.
     profiles = (ROOT / "dbt_project" / "profiles.yml").read_text()
     postgres_profile = profiles.split("postgres:", 1)[1]
     required = set(re.findall(r"env_var\('([A-Z0-9_]+)'\)", postgres_profile))
-    assert required and required <= set(env), required - set(env)
+    assert required and required <= set(dbt_env), required - set(dbt_env)
 
     erp = sa.engine.make_url(airflow_uri_to_sqlalchemy(env["AIRFLOW_CONN_NIGHTCAST_DEMO_ERP"]))
     assert erp.drivername == "mysql+pymysql" and (erp.host, erp.port) == ("mariadb-erp", 3306)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +78,9 @@ def test_weekly_retrain_trains_the_nightly_model_on_the_cluster(cluster: LocalCl
     history = make_demand(n_series=12, n_days=150, seed=6, promo=True).assign(
         category="C0", location_type="store"
     )
-    settings = replace(get_settings(), dask_address=cluster.scheduler_address, horizon_days=H)
+    settings = get_settings().model_copy(
+        update={"dask_address": cluster.scheduler_address, "horizon_days": H}
+    )
     model = retrain._train_dask(history, settings, cluster.scheduler_address)
     assert isinstance(model.trainer, DaskTrainer)
     assert model.trainer.address == cluster.scheduler_address

@@ -174,7 +174,7 @@ def test_an_ordinary_failure_reruns_the_failed_task() -> None:
 
 
 def test_webhook_delivery_and_row(settings: Settings, webhook: Hook) -> None:
-    done = alerts.raise_alert(settings, failed())
+    done = alerts.raise_alert(get_settings(), failed())  # as a task reads it
     assert done.delivered_to == ("log", "webhook", "table")
     assert len(webhook.bodies) == 1
     text = webhook.bodies[0]["text"]
@@ -191,7 +191,7 @@ def test_webhook_delivery_and_row(settings: Settings, webhook: Hook) -> None:
 
 def test_webhook_error_is_recorded_not_raised(settings: Settings, webhook: Hook) -> None:
     webhook.status = 500
-    done = alerts.raise_alert(settings, failed())
+    done = alerts.raise_alert(get_settings(), failed())  # as a task reads it
     assert done.delivered_to == ("log", "table")
     [row] = rows(settings)
     assert row["delivered_to"] == "log,table"
@@ -205,7 +205,7 @@ def test_webhook_refused_is_recorded(settings: Settings, monkeypatch: pytest.Mon
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
     monkeypatch.setenv("NIGHTCAST_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{port}/")
-    done = alerts.raise_alert(settings, failed())
+    done = alerts.raise_alert(get_settings(), failed())  # as a task reads it
     assert "webhook" not in done.delivered_to
     assert rows(settings)[0]["delivery_errors"].startswith("webhook:")
 
@@ -236,7 +236,7 @@ def test_email_delivery(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("NIGHTCAST_SMTP_HOST", "mail.local")
     monkeypatch.setenv("NIGHTCAST_SMTP_PORT", "2525")
     monkeypatch.setenv("NIGHTCAST_ALERT_EMAIL_FROM", "nightcast@example.com")
-    done = alerts.raise_alert(settings, failed())
+    done = alerts.raise_alert(get_settings(), failed())  # as a task reads it
     assert done.delivered_to == ("log", "email", "table")
     [(where, msg)] = FakeSMTP.sent
     assert where == ("mail.local", 2525)
@@ -246,7 +246,7 @@ def test_email_delivery(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> 
     assert "airflow tasks clear" in msg.get_content()
 
     FakeSMTP.fail = True
-    done = alerts.raise_alert(settings, failed())
+    done = alerts.raise_alert(get_settings(), failed())  # as a task reads it
     assert done.delivered_to == ("log", "table")
     assert "smtp refused" in rows(settings)[-1]["delivery_errors"]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -79,7 +78,7 @@ def test_emit_sends_statsd_gauges_and_records_them_once(
 
 
 def test_counters_timers_and_prefix(settings: Settings, udp: socket.socket) -> None:
-    custom = replace(settings, statsd_prefix="acme.nightcast")
+    custom = settings.model_copy(update={"statsd_prefix": "acme.nightcast"})
     emit(custom, D, {"alerts sent": 2}, task_id="alerting", kind="c")
     emit(custom, D, {"render": 350}, task_id="report", kind="ms")
     assert received(udp, 2) == {
@@ -119,7 +118,7 @@ def test_every_stage_counter_is_a_metric(
 def test_unreachable_statsd_never_fails_the_task(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    broken = replace(settings, statsd_host="statsd.invalid")
+    broken = settings.model_copy(update={"statsd_host": "statsd.invalid"})
     with caplog.at_level(logging.WARNING, logger="nightcast.metrics"):
         emit(broken, D, {"rows": 5}, task_id="load", dag_id="d")
     assert "could not send 1 metric(s) to StatsD at statsd.invalid" in caplog.text

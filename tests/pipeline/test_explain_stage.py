@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import timedelta
 from pathlib import Path
 
@@ -74,7 +73,7 @@ def test_explain_partition_on_postgres(tmp_path: Path, monkeypatch: pytest.Monke
 def test_above_the_limit_the_top_volume_half_and_a_stable_hash_sample_are_explained(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = dataclasses.replace(make_world(tmp_path, monkeypatch), explain_max_series=4)
+    settings = make_world(tmp_path, monkeypatch).model_copy(update={"explain_max_series": 4})
     with warehouse(settings) as wh:
         volume = wh.df(
             "select item_id || '|' || location_id as unique_id, sum(p50) as volume "

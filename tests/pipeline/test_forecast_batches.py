@@ -145,7 +145,7 @@ def _run_batches(
     root: Path | Location, history: pd.DataFrame, model_dir: Path | str, size: int
 ) -> pa.Table:
     lake = location(root)
-    settings = dataclasses.replace(get_settings(), lake=lake, horizon_days=H)
+    settings = get_settings().model_copy(update={"lake_url": lake.url, "horizon_days": H})
     snap = batches.input_dir(lake, RUN)
     batches.write_snapshot(history, snap / "history.parquet")
     days = pd.date_range(pd.Timestamp(RUN) + pd.Timedelta(days=1), periods=H, freq="D")
@@ -191,7 +191,9 @@ def test_a_batch_refuses_a_model_changed_since_the_plan(tmp_path: Path) -> None:
     model.fit(history, static_cols=STATIC_COLS, exog_cols=["on_promo"]).save(tmp_path / "model")
     _run_batches(tmp_path / "lake", history, tmp_path / "model", size=1)
     next(p for p in (tmp_path / "model").iterdir() if p.is_file()).write_bytes(b"tampered")
-    settings = dataclasses.replace(get_settings(), lake=location(tmp_path / "lake"), horizon_days=H)
+    settings = get_settings().model_copy(
+        update={"lake_url": str(tmp_path / "lake"), "horizon_days": H}
+    )
     with pytest.raises(RuntimeError, match="changed since forecast_plan"):
         forecast_batch(settings, RUN, 0)
 
@@ -203,7 +205,9 @@ def test_rerunning_one_batch_rewrites_only_its_part(tmp_path: Path) -> None:
     first = _run_batches(tmp_path / "lake", history, tmp_path / "model", size=1)
     folder = batches.forecast_dir(location(tmp_path / "lake"), RUN)
     before = {p.name: p.local_path().stat().st_mtime_ns for p in folder.files("part-*")}
-    settings = dataclasses.replace(get_settings(), lake=location(tmp_path / "lake"), horizon_days=H)
+    settings = get_settings().model_copy(
+        update={"lake_url": str(tmp_path / "lake"), "horizon_days": H}
+    )
 
     forecast_batch(settings, RUN, 1)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
-import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nightcast import __version__
+from nightcast.config import get_settings
 from nightcast.sources.extract import landed_parts
 from nightcast.storage import Location, location
 from nightcast.warehouse.audit_chain import (
@@ -56,7 +56,7 @@ _FORECAST_COLUMNS = (
 
 def default_actor() -> str:
     """Who acts: ``NIGHTCAST_ACTOR`` if set, else the OS user."""
-    actor = os.environ.get("NIGHTCAST_ACTOR")
+    actor = get_settings().actor
     if actor:
         return actor
     try:
@@ -70,7 +70,7 @@ def code_version() -> str:
 
     ``NIGHTCAST_CODE_VERSION`` overrides it (set it in images built without ``.git``).
     """
-    override = os.environ.get("NIGHTCAST_CODE_VERSION")
+    override = get_settings().code_version
     if override:
         return override
     text = f"nightcast {__version__}"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -145,7 +144,9 @@ def _parse(
 
 def deployment_timezone() -> str:
     """The zone every timestamp is stored in (``NIGHTCAST_TIMEZONE``, default UTC)."""
-    return os.environ.get("NIGHTCAST_TIMEZONE", "UTC")
+    from nightcast.config import get_settings
+
+    return get_settings().timezone
 
 
 def _raw_frame(landed: pa.Table | pa.RecordBatch, first_row: int) -> pd.DataFrame:

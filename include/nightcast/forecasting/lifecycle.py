@@ -10,7 +10,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
@@ -65,18 +64,16 @@ class PromotionPolicy:
     @classmethod
     def from_env(cls) -> PromotionPolicy:
         """NIGHTCAST_PROMOTION_MARGIN (0.02), NIGHTCAST_COVERAGE_MIN (0.6),
-        NIGHTCAST_COVERAGE_MAX (0.95), NIGHTCAST_BASELINE_MARGIN (0)."""
+        NIGHTCAST_COVERAGE_MAX (0.95), NIGHTCAST_BASELINE_MARGIN (0), checked by
+        :func:`nightcast.config.get_settings`."""
+        from nightcast.config import get_settings
+
+        s = get_settings()
         return cls(
-            margin=float(os.environ.get("NIGHTCAST_PROMOTION_MARGIN") or DEFAULT_MARGIN),
-            coverage_low=float(
-                os.environ.get("NIGHTCAST_COVERAGE_MIN") or DEFAULT_COVERAGE_BAND[0]
-            ),
-            coverage_high=float(
-                os.environ.get("NIGHTCAST_COVERAGE_MAX") or DEFAULT_COVERAGE_BAND[1]
-            ),
-            baseline_margin=float(
-                os.environ.get("NIGHTCAST_BASELINE_MARGIN") or DEFAULT_BASELINE_MARGIN
-            ),
+            margin=s.promotion_margin,
+            coverage_low=s.coverage_min,
+            coverage_high=s.coverage_max,
+            baseline_margin=s.baseline_margin,
         )
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import smtplib
 import urllib.request
 import uuid
@@ -33,7 +32,6 @@ from nightcast.redaction import redact
 log = logging.getLogger("nightcast.alerts")
 
 NIGHTLY_DAG_ID = "erp_forecast_nightly"
-DEFAULT_DEADLINE = "06:30"
 HTTP_TIMEOUT_S = 5.0
 SMTP_TIMEOUT_S = 10.0
 
@@ -208,18 +206,17 @@ def _post_webhook(url: str, text: str) -> None:
             raise RuntimeError(f"webhook answered HTTP {resp.status}")
 
 
-def _send_email(to: list[str], alert: Alert) -> None:
+def _send_email(settings: Settings, to: list[str], alert: Alert) -> None:
     msg = EmailMessage()
     msg["Subject"] = (
         f"[Nightcast {alert.severity}] {alert.kind} {alert.dag_id}"
         f"{'.' + alert.task_id if alert.task_id else ''} {alert.run_date}"
     )
-    msg["From"] = os.environ.get("NIGHTCAST_ALERT_EMAIL_FROM") or "nightcast@localhost"
+    msg["From"] = settings.alert_email_from
     msg["To"] = ", ".join(to)
     msg.set_content(alert.message())
-    host = os.environ["NIGHTCAST_SMTP_HOST"]
-    port = int(os.environ.get("NIGHTCAST_SMTP_PORT") or 25)
-    with smtplib.SMTP(host, port, timeout=SMTP_TIMEOUT_S) as smtp:
+    assert settings.smtp_host is not None
+    with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=SMTP_TIMEOUT_S) as smtp:
         smtp.send_message(msg)
 
 
@@ -260,7 +257,7 @@ def raise_alert(settings: Settings, alert: Alert) -> Alert:
     level = logging.ERROR if alert.severity == "critical" else logging.WARNING
     log.log(level, "%s", text)
 
-    url = os.environ.get("NIGHTCAST_ALERT_WEBHOOK_URL")
+    url = settings.alert_webhook_url
     if url:
         try:
             _post_webhook(url, text)
@@ -269,11 +266,10 @@ def raise_alert(settings: Settings, alert: Alert) -> Alert:
             errors.append(f"webhook: {first_line(err)}")
             log.warning("alert %s: webhook delivery failed: %s", alert.alert_id, first_line(err))
 
-    to = [a.strip() for a in (os.environ.get("NIGHTCAST_ALERT_EMAIL_TO") or "").split(",")]
-    to = [a for a in to if a]
-    if to and os.environ.get("NIGHTCAST_SMTP_HOST"):
+    to = list(settings.alert_email_to)
+    if to and settings.smtp_host:
         try:
-            _send_email(to, alert)
+            _send_email(settings, to, alert)
             delivered.append("email")
         except Exception as err:
             errors.append(f"email: {first_line(err)}")
@@ -295,18 +291,10 @@ def raise_alert(settings: Settings, alert: Alert) -> Alert:
 # --- publish deadline -------------------------------------------------------------------
 
 
-def deadline_time() -> time:
-    raw = os.environ.get("NIGHTCAST_PUBLISH_DEADLINE") or DEFAULT_DEADLINE
-    try:
-        return time.fromisoformat(raw)
-    except ValueError:
-        raise ValueError(f"NIGHTCAST_PUBLISH_DEADLINE must be HH:MM, not {raw!r}") from None
-
-
 def deadline_at(settings: Settings, run_date: date) -> datetime:
     """When the forecasts for ``run_date`` must be published: D+1 at the deadline, local time."""
     return datetime.combine(
-        run_date + timedelta(days=1), deadline_time(), tzinfo=ZoneInfo(settings.timezone)
+        run_date + timedelta(days=1), settings.deadline, tzinfo=ZoneInfo(settings.timezone)
     )
 
 

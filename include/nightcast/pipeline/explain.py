@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -24,7 +23,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from nightcast.config import Settings
+from nightcast.config import Settings, get_settings
 from nightcast.forecasting.explain import EXPLANATION_COLUMNS, feature_label
 from nightcast.forecasting.explain import explain as explain_forecasts
 from nightcast.forecasting.model import ForecastModel
@@ -100,7 +99,7 @@ def _explain_version(
     history, future, series = inputs
     ids = sorted(series["unique_id"])
     # The thread budget the forecast task gets (LIGHTGBM_NUM_THREADS).
-    threads = int(os.environ.get("LIGHTGBM_NUM_THREADS") or "1")
+    threads = get_settings().lightgbm_num_threads
     started, parts = time.monotonic(), []
     for i in range(0, len(ids), BATCH_SERIES):
         batch = set(ids[i : i + BATCH_SERIES])

@@ -7,7 +7,6 @@ forecast date (the ``horizon_days`` days after the run date).
 from __future__ import annotations
 
 import logging
-import os
 import time
 from datetime import date, datetime
 from typing import Any
@@ -16,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from nightcast.audit import record_publication
-from nightcast.config import Settings
+from nightcast.config import Settings, get_settings
 from nightcast.forecasting import ForecastModel
 from nightcast.forecasting.registry import (
     RegistryError,
@@ -40,11 +39,12 @@ ACTIVE_WITHIN_DAYS = 91
 
 def model_params() -> dict[str, Any]:
     """LightGBM parameters for the nightly model, from LIGHTGBM_NUM_THREADS and NIGHTCAST_LIGHTGBM_DEVICE."""
+    settings = get_settings()
     return {
-        "num_threads": int(os.environ.get("LIGHTGBM_NUM_THREADS", "1")),
+        "num_threads": settings.lightgbm_num_threads,
         "seed": 7,
         # cpu (default), gpu, cuda, or auto: probe the GPU and fall back to CPU with a warning.
-        "device": os.environ.get("NIGHTCAST_LIGHTGBM_DEVICE", "cpu"),
+        "device": settings.lightgbm_device,
     }
 
 
@@ -176,7 +176,7 @@ def _pin_champion(
 
 def _pin_shadow(wh: Warehouse) -> tuple[str, str] | None:
     """Shadow mode (NIGHTCAST_SHADOW=1): the challenger every batch also forecasts with."""
-    if os.environ.get("NIGHTCAST_SHADOW") != "1":
+    if not get_settings().shadow:
         return None
     try:
         version = shadow_candidate(wh)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from datetime import date, timedelta
@@ -56,10 +55,9 @@ HOLDOUT_STEP_DAYS = 7
 
 def holdout_windows() -> int:
     """NIGHTCAST_HOLDOUT_WINDOWS (default 2)."""
-    n = int(os.environ.get("NIGHTCAST_HOLDOUT_WINDOWS") or 2)
-    if n < 1:
-        raise ValueError(f"NIGHTCAST_HOLDOUT_WINDOWS must be >= 1, got {n}")
-    return n
+    from nightcast.config import get_settings
+
+    return get_settings().holdout_windows
 
 
 def holdout_cutoffs(data_end: date, horizon: int, windows: int | None = None) -> list[date]:

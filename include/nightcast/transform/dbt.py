@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from nightcast.config import Settings
+from nightcast.config import SettingError, Settings
 from nightcast.errors import DeterministicError
 
 log = logging.getLogger("nightcast.transform")
@@ -63,13 +63,39 @@ def release_duckdb() -> None:
         DuckDBConnectionManager.close_all_connections()
 
 
+def profile_env(settings: Settings) -> dict[str, str]:
+    """What ``dbt_project/profiles.yml`` reads, derived from ``NIGHTCAST_WAREHOUSE_URL``:
+    the target, and the DuckDB file or the PostgreSQL host, port, user, password and
+    database. The warehouse is configured once; dbt gets the same one as the pipeline."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.warehouse_url)
+    if url.get_backend_name() == "duckdb":
+        path = url.database or str(settings.warehouse_path)
+        return {"NIGHTCAST_DBT_TARGET": "duckdb", "NIGHTCAST_WAREHOUSE_PATH": path}
+    if url.get_backend_name() == "postgresql":
+        return {
+            "NIGHTCAST_DBT_TARGET": "postgres",
+            "NIGHTCAST_PG_HOST": url.host or "localhost",
+            "NIGHTCAST_PG_PORT": str(url.port or 5432),
+            "NIGHTCAST_PG_USER": url.username or "",
+            "NIGHTCAST_PG_PASSWORD": url.password or "",
+            "NIGHTCAST_PG_DBNAME": url.database or "",
+        }
+    raise SettingError(
+        f"NIGHTCAST_WAREHOUSE_URL: dbt has no profile for {url.get_backend_name()!r} "
+        "(duckdb:///path or postgresql+psycopg://... )"
+    )
+
+
 def dbt_build(
     settings: Settings, *, select: str | None = None, target: str | None = None
 ) -> dict[str, Any]:
     """``dbt build`` against the configured warehouse; raises naming each failed node."""
     from dbt.cli.main import dbtRunner  # heavy: imported only when a build runs
 
-    os.environ.setdefault("NIGHTCAST_WAREHOUSE_PATH", str(settings.warehouse_path))
+    # dbt runs in this process and its profile reads these variables.
+    os.environ.update(profile_env(settings))
     work = settings.data_dir / "dbt"
     args = [
         "build",
@@ -82,8 +108,8 @@ def dbt_build(
         "--log-path",
         str(work / "logs"),
     ]
-    if target or os.environ.get("NIGHTCAST_DBT_TARGET"):
-        args += ["--target", target or os.environ["NIGHTCAST_DBT_TARGET"]]
+    if target or settings.dbt_target:
+        args += ["--target", target or str(settings.dbt_target)]  # an explicit override
     if select:
         args += ["--select", select]
     started = time.monotonic()
