@@ -41,7 +41,7 @@ BAD = {
     "explain_max_series": "-5",
     "shadow": "maybe",
     "promotion_margin": "1.5",
-    "baseline_margin": "-0.1",
+    "baseline_margin": "-2",
     "coverage_min": "0",
     "coverage_max": "1.2",
     "holdout_windows": "0",

@@ -149,12 +149,16 @@ class Settings(BaseSettings):
         "the latest challenger also forecasts into forecast.shadow_forecasts", default=False
     )
     promotion_margin: float = _doc(
-        "a challenger must beat the champion's holdout WAPE x (1 - this)", default=0.02, ge=0, lt=1
+        "a challenger must beat the champion's holdout WAPE x (1 - this); a negative margin "
+        "lets it be that much worse (-1: any challenger within the coverage band wins)",
+        default=0.02,
+        ge=-1,
+        lt=1,
     )
     baseline_margin: float = _doc(
-        "a challenger must beat the best simple baseline's WAPE x (1 - this)",
+        "a challenger must beat the best simple baseline's WAPE x (1 - this); negative as above",
         default=0.0,
-        ge=0,
+        ge=-1,
         lt=1,
     )
     coverage_min: float = _doc(
