@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from nightcast.forecasting import ForecastModel
-from nightcast.monitoring.drift import feature_drift, psi, reference_bins
+from nightcast.forecasting.reference import reference_bins
+from nightcast.monitoring.drift import feature_drift, psi
 
 
 def test_psi_of_a_known_shift_equals_the_hand_computed_value() -> None:

@@ -42,6 +42,7 @@ from nightcast.forecasting.panel import (
     resolve_columns,
     validate_frame,
 )
+from nightcast.forecasting.reference import reference_bins
 from nightcast.forecasting.training import (
     CANDIDATES,
     MAX_BIAS,
@@ -51,7 +52,6 @@ from nightcast.forecasting.training import (
     select_and_train,
 )
 from nightcast.forecasting.training import quantile_name as _qname
-from nightcast.monitoring.drift import reference_bins
 from nightcast.storage import Location
 
 log = logging.getLogger("nightcast.forecasting")

@@ -221,9 +221,9 @@ def _send_email(settings: Settings, to: list[str], alert: Alert) -> None:
 
 
 def _record(settings: Settings, alert: Alert) -> None:
-    from nightcast.pipeline.stages import warehouse
+    from nightcast.warehouse.base import open_warehouse
 
-    with warehouse(settings) as wh:
+    with open_warehouse(settings.warehouse_url) as wh:
         wh.execute(
             "insert into ops.alerts (alert_id, raised_at, run_date, kind, dag_id, task_id, "
             "severity, message, rerun_hint, delivered_to, delivery_errors) "
@@ -336,10 +336,10 @@ class DeadlineStatus:
 
 
 def deadline_status(settings: Settings, run_date: date, now: datetime) -> DeadlineStatus:
-    from nightcast.pipeline.stages import warehouse
+    from nightcast.warehouse.base import open_warehouse
 
     due_at = deadline_at(settings, run_date)
-    with warehouse(settings) as wh:
+    with open_warehouse(settings.warehouse_url) as wh:
         row = wh.fetchone(
             "select status, message from forecast.runs where run_date = ?", [run_date]
         )
