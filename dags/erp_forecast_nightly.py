@@ -65,9 +65,9 @@ RETRAIN_REQUEST = Asset("nightcast://monitoring/retrain-request")
 def erp_forecast_nightly() -> None:
     @task
     def start_run(**context: Any) -> dict[str, Any]:
-        from nightcast.pipeline import stages
+        from nightcast.pipeline import runs
 
-        return stages.start_run(get_settings(), run_date(context))
+        return runs.start_run(get_settings(), run_date(context))
 
     @task
     def extract(source: str, **context: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from nightcast.config import Settings, get_settings
 from nightcast.forecasting import ForecastModel
 from nightcast.forecasting.registry import save_and_register
 from nightcast.pipeline.forecast import STATIC_COLS, future_frame, history_frame
-from nightcast.pipeline.stages import warehouse
+from nightcast.pipeline.runs import warehouse
 from nightcast.warehouse.base import Warehouse
 
 RUN = date(2025, 3, 31)

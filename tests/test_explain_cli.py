@@ -11,7 +11,7 @@ from _explain_world import RUN, make_world
 
 from nightcast.cli import main
 from nightcast.pipeline.explain import explain
-from nightcast.pipeline.stages import warehouse
+from nightcast.pipeline.runs import warehouse
 
 ITEM, LOC = "demo:I1", "demo:L0"
 DAY = RUN + timedelta(days=3)  # a promotion day for demo:I1

@@ -25,7 +25,7 @@ from nightcast.cli import main
 from nightcast.config import SettingError, get_settings
 from nightcast.monitoring.alerts import Alert, first_line, raise_alert
 from nightcast.orchestration import mask_secrets, on_task_failure
-from nightcast.pipeline import stages
+from nightcast.pipeline import runs, stages
 from nightcast.redaction import redact
 from nightcast.warehouse.base import open_warehouse
 
@@ -153,7 +153,7 @@ def test_a_task_with_a_bad_warehouse_url_fails_at_once_and_its_alert_holds_no_pa
     monkeypatch.setenv("NIGHTCAST_WAREHOUSE_URL", WAREHOUSE_URLS["bad-escape"])
     caplog.set_level(logging.DEBUG)
     with pytest.raises(SettingError) as info:
-        stages.start_run(get_settings(), D)
+        runs.start_run(get_settings(), D)
     text = "".join(traceback.format_exception(info.value))
     assert "NIGHTCAST_WAREHOUSE_URL" in first_line(info.value)
     on_task_failure(failure_context("start_run", info.value))
@@ -184,7 +184,7 @@ def test_a_failing_erp_connection_leaks_its_password_nowhere(
     monkeypatch.setenv("AIRFLOW_CONN_NIGHTCAST_DEMO_ERP", ERP_URLS[case])
     caplog.set_level(logging.DEBUG)
     settings = get_settings()
-    stages.start_run(settings, D)
+    runs.start_run(settings, D)
     with pytest.raises(Exception) as info:
         stages.extract(settings, "demo", D)
     if case != "encoded":  # a URL no driver reads as meant: a settings error, before connecting
@@ -193,13 +193,13 @@ def test_a_failing_erp_connection_leaks_its_password_nowhere(
     on_task_failure(failure_context("extract_demo", info.value))
     with open_warehouse(settings.warehouse_url) as wh:
         alerts = wh.fetchall("select message, rerun_hint from ops.alerts")
-        runs = wh.fetchall("select status, message from forecast.runs")
-    assert len(alerts) == 1 and runs[0][0] == "failed"
+        run_rows = wh.fetchall("select status, message from forecast.runs")
+    assert len(alerts) == 1 and run_rows[0][0] == "failed"
     assert not leaks(
         "".join(traceback.format_exception(info.value)),
         *record_texts(caplog),
         *alerts[0],
-        *runs[0],
+        *run_rows[0],
     )
 
 

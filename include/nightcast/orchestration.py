@@ -109,7 +109,7 @@ def on_task_failure(context: Any) -> None:
         message = f"{task_id} failed"
     try:
         from nightcast.config import lenient_settings
-        from nightcast.pipeline.stages import fail_run
+        from nightcast.pipeline.runs import fail_run
 
         fail_run(lenient_settings(), day, message)
     except Exception:  # the callback must never hide the original failure
@@ -117,7 +117,7 @@ def on_task_failure(context: Any) -> None:
     if task_id == "validate":  # the data-quality gate held the run back: an audited decision
         try:
             from nightcast.audit import record_held_back
-            from nightcast.pipeline.stages import warehouse
+            from nightcast.pipeline.runs import warehouse
 
             with warehouse(lenient_settings()) as wh, wh.transaction():
                 record_held_back(wh, day, message)

@@ -254,7 +254,7 @@ def test_email_delivery(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> 
 def test_on_task_failure_alerts_and_fails_run(
     settings: Settings, webhook: Hook, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from nightcast.pipeline.stages import start_run
+    from nightcast.pipeline.runs import start_run
 
     start_run(settings, D)
     context = {

@@ -16,7 +16,7 @@ import pytest
 
 from nightcast.config import Settings, get_settings
 from nightcast.monitoring.metrics import emit, send_statsd
-from nightcast.pipeline.stages import record_task
+from nightcast.pipeline.runs import record_task
 from nightcast.warehouse.base import open_warehouse
 
 D = date(2025, 5, 1)

@@ -11,7 +11,7 @@ from _explain_world import HORIZON, RUN, make_world
 from _services import fresh_postgres_database
 
 from nightcast.pipeline.explain import explain, select_series
-from nightcast.pipeline.stages import warehouse
+from nightcast.pipeline.runs import warehouse
 
 SERIES = 6
 TOP_K = 5

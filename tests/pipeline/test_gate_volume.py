@@ -12,7 +12,7 @@ import pytest
 from _acme import ITEMS, RUN_DATE, STORES, Acme
 
 from nightcast.config import get_settings
-from nightcast.pipeline import gate, stages
+from nightcast.pipeline import gate, runs, stages
 from nightcast.quality import DataQualityError
 from nightcast.warehouse.base import open_warehouse
 
@@ -28,7 +28,7 @@ def lines(day: date, n: int) -> str:
 
 def night(acme: Acme, day: date, n_lines: int, publish: bool = True) -> list[dict[str, Any]]:
     acme.drop_files(day, items_csv=ITEMS, stores_csv=STORES, lines_csv=lines(day, n_lines))
-    stages.start_run(acme.settings, day)
+    runs.start_run(acme.settings, day)
     stages.extract(acme.settings, "acme", day)
     cleaned = [stages.clean(acme.settings, "acme", day)]
     if publish:

@@ -25,7 +25,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from nightcast.sources import bulk, client_io, extract
+from nightcast.sources import bulk, client_io, landing
 from nightcast.sources import streams as planner
 from nightcast.sources.extract import (
     Window,
@@ -161,7 +161,7 @@ def test_a_writer_killed_mid_partition_leaves_the_previous_landing_readable(
     with pytest.MonkeyPatch.context() as patch:  # (monkeypatch holds the store's env)
         patch.setattr(Location, "put_file", killed)
         if killed_after == 2:  # every part is up; killed before the manifest is written
-            patch.setattr(extract, "commit_partition", _kill)
+            patch.setattr(landing, "commit_partition", _kill)
         with pytest.raises(KeyboardInterrupt):
             publish_parts(path, new)
     assert len(put) == killed_after  # the new attempt's parts are in the store ...

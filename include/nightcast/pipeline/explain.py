@@ -30,7 +30,7 @@ from nightcast.forecasting.model import ForecastModel
 from nightcast.forecasting.registry import load_version
 from nightcast.pipeline import batches
 from nightcast.pipeline.forecast import future_frame, history_frame
-from nightcast.pipeline.stages import record_task, warehouse
+from nightcast.pipeline.runs import record_task, warehouse
 from nightcast.warehouse.base import Warehouse
 
 log = logging.getLogger("nightcast.pipeline")

@@ -26,7 +26,7 @@ from nightcast.forecasting.registry import (
 )
 from nightcast.monitoring.alerts import model_fallback_alert, raise_alert
 from nightcast.pipeline import batches
-from nightcast.pipeline.stages import record_task, warehouse
+from nightcast.pipeline.runs import record_task, warehouse
 from nightcast.storage import location
 from nightcast.warehouse.base import Warehouse
 

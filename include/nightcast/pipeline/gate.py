@@ -14,7 +14,8 @@ import pyarrow.compute as pc
 
 from nightcast.cleaning.clean import QUARANTINE_COLUMNS
 from nightcast.config import Settings
-from nightcast.pipeline.stages import clean_path, read_clean, record_task, warehouse
+from nightcast.pipeline.runs import record_task, warehouse
+from nightcast.pipeline.stages import clean_path, read_clean
 from nightcast.quality import GateReport, results_frame, validate_table, write_html_report
 from nightcast.quality.checks import MAX_EXAMPLES
 from nightcast.quality.docs import write_gx_data_docs

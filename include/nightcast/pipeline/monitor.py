@@ -42,7 +42,7 @@ from nightcast.monitoring.alerts import NIGHTLY_DAG_ID, Alert, raise_alert
 from nightcast.monitoring.drift import FeatureDrift, feature_drift
 from nightcast.monitoring.metrics import emit
 from nightcast.pipeline.forecast import future_frame, history_frame
-from nightcast.pipeline.stages import record_task, warehouse
+from nightcast.pipeline.runs import record_task, warehouse
 from nightcast.warehouse.base import Warehouse
 
 log = logging.getLogger("nightcast.pipeline")

@@ -25,7 +25,8 @@ import pyarrow as pa
 from nightcast.cleaning.clean import QUARANTINE_COLUMNS, clean_table
 from nightcast.config import Settings
 from nightcast.pipeline.gate import REFERENCED
-from nightcast.pipeline.stages import get_mapping, record_task, warehouse
+from nightcast.pipeline.runs import record_task, warehouse
+from nightcast.pipeline.stages import get_mapping
 from nightcast.quality import GateReport, validate_table
 from nightcast.warehouse.base import Warehouse
 

@@ -38,7 +38,7 @@ from nightcast.forecasting.registry import (
     register,
 )
 from nightcast.pipeline.forecast import history_frame, train
-from nightcast.pipeline.stages import warehouse
+from nightcast.pipeline.runs import warehouse
 from nightcast.warehouse.base import Warehouse
 
 log = logging.getLogger("nightcast.pipeline")

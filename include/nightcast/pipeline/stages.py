@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 import pandas as pd
 
 from nightcast.cleaning.clean import QUARANTINE_COLUMNS, CleanSummary, clean_landed
 from nightcast.config import Settings
-from nightcast.monitoring.metrics import record_task_metrics
 from nightcast.pipeline.intake import check_full_refresh, extract_inputs, reconcile
+from nightcast.pipeline.runs import record_task, warehouse
 from nightcast.sources.extract import (
     HeaderDrift,
     Window,
@@ -34,59 +32,10 @@ from nightcast.sources.extract import (
 from nightcast.sources.mapping import SourceMapping, load_mappings
 from nightcast.sources.simulated import catch_up_source
 from nightcast.storage import Location, location
-from nightcast.warehouse.base import Warehouse, open_warehouse
+from nightcast.warehouse.base import Warehouse
 from nightcast.warehouse.schema import NATURAL_KEYS
 
 log = logging.getLogger("nightcast.pipeline")
-
-
-@contextmanager
-def warehouse(settings: Settings) -> Iterator[Warehouse]:
-    """The configured warehouse (DuckDB file or PostgreSQL), schemas ensured."""
-    with open_warehouse(settings.warehouse_url) as wh:
-        yield wh
-
-
-def record_task(
-    wh: Warehouse,
-    run_date: date,
-    task: str,
-    *,
-    source: str = "",
-    table: str = "",
-    rows_in: int | None = None,
-    rows_out: int | None = None,
-    rows_quarantined: int | None = None,
-    seconds: float | None = None,
-    summary: str = "",
-) -> None:
-    """Replace this task's reconciliation row for the run date (and its ``ops.metrics``)."""
-    wh.execute(
-        "delete from ops.task_runs where run_date = ? and task = ? and source = ? and table_name = ?",
-        [run_date, task, source, table],
-    )
-    counters = {
-        "rows_in": rows_in,
-        "rows_out": rows_out,
-        "rows_quarantined": rows_quarantined,
-        "seconds": seconds,
-    }
-    record_task_metrics(wh, run_date, task, source=source, table=table, counters=counters)
-    wh.execute(
-        "insert into ops.task_runs values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            run_date,
-            task,
-            source,
-            table,
-            rows_in,
-            rows_out,
-            rows_quarantined,
-            seconds,
-            summary,
-            datetime.now(),
-        ],
-    )
 
 
 def get_mapping(settings: Settings, source: str) -> SourceMapping:
@@ -94,27 +43,6 @@ def get_mapping(settings: Settings, source: str) -> SourceMapping:
         if m.source == source:
             return m
     raise LookupError(f"no source mapping named {source!r} in {settings.sources_dir}")
-
-
-def start_run(settings: Settings, run_date: date) -> dict[str, Any]:
-    """Open the run: BI's freshness view shows it as in progress until published."""
-    with warehouse(settings) as wh, wh.transaction():
-        wh.execute(
-            "insert into forecast.runs as r (run_date, status, horizon_days) values (?, 'running', ?) "
-            "on conflict (run_date) do update set status = case when r.status = 'published' "
-            "then 'published' else 'running' end, message = null",
-            [run_date, settings.horizon_days],
-        )
-    return {"run_date": run_date.isoformat()}
-
-
-def fail_run(settings: Settings, run_date: date, message: str) -> None:
-    """Mark an unpublished run failed; a published one keeps serving BI."""
-    with warehouse(settings) as wh:
-        wh.execute(
-            "update forecast.runs set status = 'failed', message = ? where run_date = ? and status <> 'published'",
-            [message[:2000], run_date],
-        )
 
 
 def _recorded_window(wh: Warehouse, source: str, table: str, run_date: date) -> Window | None:

@@ -42,7 +42,7 @@ from nightcast.sources.csv_records import (
     read_layout,
     text_encoding,
 )
-from nightcast.sources.extract import (
+from nightcast.sources.landing import (
     INPUTS_KEY,
     ExtractResult,
     IntakeError,
