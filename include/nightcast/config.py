@@ -1,9 +1,10 @@
-"""Deployment settings, read from the environment in one place.
+"""Deployment settings, declared, read and checked in one place (:class:`Settings`).
 
 One setting switches the target: ``NIGHTCAST_WAREHOUSE_URL`` (a DuckDB file by
-default) and the ``AIRFLOW_CONN_<ID>`` connection of each ERP source. Code never
-falls back to an empty secret: a missing required variable raises
-:class:`MissingSettingError` naming it.
+default; dbt's profile is derived from it) and the ``AIRFLOW_CONN_<ID>`` connection
+of each ERP source. Code never falls back to an empty secret: a missing required
+variable raises :class:`MissingSettingError` naming it, a bad one
+:class:`SettingError` naming it and its value in one line.
 """
 
 from __future__ import annotations
@@ -43,13 +44,11 @@ class MissingSettingError(SettingError):
 RENAMED = {"NIGHTCAST_LAKE_DIR": "NIGHTCAST_LAKE_URL"}
 # Values never echoed in an error: they may hold a password or a token.
 _SECRET_FIELDS = {"warehouse_url", "alert_webhook_url"}
-_DEVICES = ("cpu", "gpu", "cuda", "auto")
 
 
 _HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.\-_]*[A-Za-z0-9])?|\[[0-9A-Fa-f:]+\]")
 _DASK = re.compile(r"(?:(?:tcp|tls|ucx|ws|wss)://)?[A-Za-z0-9.\-_\[\]:]+:\d+")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
-_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
 def _doc(text: str, **kw: Any) -> Any:
@@ -297,9 +296,9 @@ class Settings(BaseSettings):
     @field_validator("simulated_sources")
     @classmethod
     def _source_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        bad = [n for n in value if not _NAME.fullmatch(n)]
+        bad = [n for n in value if not n.isidentifier()]  # as a mapping's source name
         if bad:
-            raise ValueError(f"not a source name (a-z, 0-9, _): {bad[0]!r}")
+            raise ValueError(f"not a source name (letters, digits, _): {bad[0]!r}")
         return value
 
     @field_validator("statsd_prefix", "s3_conn_id")

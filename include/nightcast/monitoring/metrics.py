@@ -190,6 +190,6 @@ def record_task_metrics(
     table: str = "",
     counters: Mapping[str, float | int | None],
 ) -> None:
-    """``task_metrics`` recorded and sent; the hook ``stages.record_task`` calls."""
+    """``task_metrics`` recorded and sent; the hook ``runs.record_task`` calls."""
     metrics = task_metrics(wh, run_date, task, source=source, table=table, counters=counters)
     record_metrics(wh, run_date, metrics, task_id=task)
