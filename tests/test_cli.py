@@ -181,3 +181,16 @@ def test_make_airflow_says_which_night_unpausing_runs_and_what_it_simulates(
     ]
     monkeypatch.setenv("NIGHTCAST_SIMULATED_SOURCES", "")  # production: nothing to say
     assert unpause_hint(get_settings(), now) == []
+
+
+def test_help_introduces_the_tool_and_the_on_call_commands(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "``" not in out and "usage: nightcast [-h] COMMAND" in out
+    words = " ".join(out.split())  # argparse wraps the description
+    for command in ("summary", "deadline-check", "quarantine replay", "model rollback"):
+        assert command in words

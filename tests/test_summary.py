@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -65,3 +65,24 @@ def test_summary_prints_a_night_on_either_warehouse(
         assert "duckdb" not in out.lower()
     else:
         assert str(tmp_path / "wh.duckdb") in warehouse_line
+
+
+def test_summary_shows_the_latest_night_unless_asked_for_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    monkeypatch.setenv("NIGHTCAST_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("NIGHTCAST_WAREHOUSE_URL", url)
+    _one_night(url)
+    with open_warehouse(url) as wh:
+        wh.execute(
+            "insert into forecast.runs (run_date, status, horizon_days) values (?, 'failed', 28)",
+            [D - timedelta(days=1)],
+        )
+    assert main(["summary"]) == 0
+    out = capsys.readouterr().out
+    assert "2 night(s)" in out and "showing 1; --all" in out
+    assert f"{D}: published" in out and f"{D - timedelta(days=1)}:" not in out
+    assert main(["summary", "--all"]) == 0
+    out = capsys.readouterr().out
+    assert f"{D - timedelta(days=1)}: failed" in out and f"{D}: published" in out

@@ -161,7 +161,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from nightcast.reporting.summary import render_summary
 
     _apply_defaults()
-    print(render_summary(get_settings(), args.run_date))
+    print(render_summary(get_settings(), args.run_date, latest_only=not args.all))
     return 0
 
 
@@ -348,11 +348,12 @@ def cmd_deadline_check(args: argparse.Namespace) -> int:
     settings = get_settings()
     now = args.now or datetime.now(UTC)
     day = args.run_date or latest_due_run_date(settings, now)
+    before = deadline_status(settings, day, now)  # what was known before this call
     alert = check_deadline(settings, day, now)
-    status = deadline_status(settings, day, now)
-    print(status.describe())
+    print(before.describe())
     if alert is not None:
-        print(f"alert {alert.alert_id} raised (delivered to {','.join(alert.delivered_to)})")
+        print(f"alert {alert.alert_id} raised now (delivered to {','.join(alert.delivered_to)})")
+    status = deadline_status(settings, day, now)
     return 1 if status.missed else 0
 
 
@@ -411,8 +412,13 @@ def _datetime(text: str) -> datetime:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nightcast", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(
+        prog="nightcast",
+        description="Nightcast: nightly ERP extraction, data-quality gate and LightGBM demand "
+        "forecasts. On-call: `summary`, `deadline-check`, `quarantine replay`, `model "
+        "rollback`, `storage-check`, `config check`; each command's --help says more.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     e = sub.add_parser("env", help="print (or write) the embedded-default environment (.env)")
     e.add_argument("--write", metavar="PATH")
@@ -487,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("summary", help="print the summary of a run (default: the latest)")
     s.add_argument("--run-date", type=_date)
+    s.add_argument("--all", action="store_true", help="every night in the warehouse")
     s.set_defaults(func=cmd_summary)
 
     q = sub.add_parser("quarantine", help="work with ops.quarantine")

@@ -13,9 +13,14 @@ from nightcast.warehouse.base import describe_url, is_postgres_url, open_warehou
 
 
 def render_summary(
-    settings: Settings, run_date: date | None, timings: dict[str, float] | None = None
+    settings: Settings,
+    run_date: date | None,
+    timings: dict[str, float] | None = None,
+    *,
+    latest_only: bool = False,
 ) -> str:
-    """A short, human summary of the runs in the warehouse (of ``run_date`` only, if given)."""
+    """A short, human summary of the runs in the warehouse: of ``run_date`` if given, else
+    of the latest run (``latest_only``) or of every run (the end of ``make demo``)."""
     where = describe_url(settings.warehouse_url)
     with open_warehouse(settings.warehouse_url, ensure=False) as wh:
         if ("forecast", "runs") not in wh.tables(["forecast"]):
@@ -24,9 +29,13 @@ def render_summary(
             "select run_date, status, model_version, series_count, rows_forecast, published_at, message "
             "from forecast.runs order by run_date"
         )
+        total = len(runs)
         if run_date is not None:
             runs = [r for r in runs if r[0] == run_date]
-        lines = [f"Nightcast — {len(runs)} night(s) in {where}"]
+        elif latest_only:
+            runs = runs[-1:]
+        shown = "" if len(runs) == total else f" (showing {len(runs)}; --all for every night)"
+        lines = [f"Nightcast — {total} night(s) in {where}{shown}"]
         for r in runs:
             day = r[0]
             ext = wh.fetchone(
