@@ -8,7 +8,6 @@ model. Ids are written explicitly (no autoincrement) so a seed reproduces them.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import date
 from typing import Any
 
 import numpy as np
@@ -261,7 +260,3 @@ def max_id(conn: Connection, table: Table) -> int:
     """Largest primary key of ``table`` (0 when empty)."""
     pk = next(iter(table.primary_key.columns))
     return int(conn.execute(select(func.coalesce(func.max(pk), 0))).scalar_one())
-
-
-def parse_day(value: str) -> date:
-    return date.fromisoformat(value)

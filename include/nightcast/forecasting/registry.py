@@ -154,13 +154,6 @@ def load_version(wh: Warehouse, version: str) -> ForecastModel:
         ) from exc
 
 
-def load_champion(wh: Warehouse) -> tuple[str, ForecastModel] | None:
-    found = champion(wh)
-    if found is None:
-        return None
-    return found[0], load_version(wh, found[0])
-
-
 def load_serving_model(
     wh: Warehouse, run_date: date
 ) -> tuple[str, ForecastModel, str | None] | None:

@@ -28,7 +28,7 @@ What the converter adds, as the ERP's own export would carry it:
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -129,8 +129,3 @@ def write_online_retail_drops(
         _countries(seen).to_csv(night / "countries.csv", index=False, encoding=ENCODING)
         out[day] = len(sales)
     return out
-
-
-def last_days(end: date, n: int) -> list[date]:
-    """The ``n`` calendar days ending at ``end`` (nights without invoices are skipped when writing)."""
-    return [end - timedelta(days=k) for k in range(n - 1, -1, -1)]

@@ -90,13 +90,6 @@ class Warehouse(ABC):
         )
         return [(r[0], r[1]) for r in rows]
 
-    def check_columns(self, qualified: str, data: pa.Table) -> list[str]:
-        target = self.columns(qualified)
-        unknown = [c for c in data.column_names if c not in target]
-        if unknown:
-            raise ValueError(f"{qualified}: batch has columns the table does not: {unknown}")
-        return target
-
 
 def is_postgres_url(url: str) -> bool:
     return url.split(":", 1)[0].split("+", 1)[0] in ("postgres", "postgresql")

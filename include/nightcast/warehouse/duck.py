@@ -177,12 +177,6 @@ def upsert_arrow(con: duckdb.DuckDBPyConnection, qualified: str, data: pa.Table,
     return insert_arrow(con, qualified, data)
 
 
-def delete_where(
-    con: duckdb.DuckDBPyConnection, qualified: str, where: str, params: Sequence[Any]
-) -> None:
-    con.execute(f"delete from {qualified} where {where}", list(params))
-
-
 def table_checksums(
     con: duckdb.DuckDBPyConnection, schemas: Sequence[str], exclude_columns: Sequence[str] = ()
 ) -> dict[str, str]:
