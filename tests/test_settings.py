@@ -24,6 +24,7 @@ BAD = {
     "reports_url": "ftp://host/reports",
     "models_dir": "{file}",
     "s3_conn_id": "my conn",
+    "warehouse_conn_id": "my/warehouse",
     "warehouse_path": "{folder}",
     "warehouse_url": "postgresql+psycopg://nightcast:p@ss@db:5432/nightcast",
     "sources_dir": "/no/such/mappings",
@@ -131,13 +132,14 @@ def test_a_coverage_band_upside_down_names_both_variables(
 
 # Where the package may still read the environment itself: the settings module, the
 # storage layer (AWS_* and NIGHTCAST_S3_CONN_ID: it sits below the settings), Airflow's
-# own context and home (metrics, the CLI and demo that set Airflow up), the child
+# own context and home, the AIRFLOW_CONN_<ID> variables outside a task (connections.py), (metrics, the CLI and demo that set Airflow up), the child
 # processes of the bulk extract (passing the environment on) and dbt, whose profile
 # reads the variables the warehouse URL is turned into.
 ENVIRON_ALLOWED = {
     "transform/dbt.py",
     "config.py",
     "storage.py",
+    "connections.py",
     "monitoring/metrics.py",
     "cli.py",
     "demo.py",
@@ -192,4 +194,6 @@ def test_failure_callbacks_still_get_settings_when_one_is_bad(
     assert s.warehouse_url.startswith("unusable://") and "p@ss" not in s.warehouse_url
     monkeypatch.setenv("NIGHTCAST_COVERAGE_MIN", "0.9")
     monkeypatch.setenv("NIGHTCAST_COVERAGE_MAX", "0.8")
-    assert lenient_settings().timezone == "UTC"  # a rule across variables: all defaults
+    fallback = lenient_settings()  # a rule across variables: all defaults
+    assert fallback.timezone == "UTC" and fallback.warehouse_url.startswith("unusable://")
+    assert fallback.warehouse_path.name == "warehouse.duckdb"

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from nightcast import connections
 from nightcast.errors import DeterministicError
 from nightcast.storage import Location, StorageError, location
 
@@ -53,6 +54,15 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 
 def _doc(text: str, **kw: Any) -> Any:
     return Field(description=text, **kw)
+
+
+def _default_paths(data: dict[str, Any]) -> dict[str, str]:
+    """The warehouse file and the models folder, under the data folder unless set."""
+    root = Path(str(data.get("data_dir") or PROJECT_ROOT / "data")).expanduser().resolve()
+    return {
+        "warehouse_path": str(data.get("warehouse_path") or root / "warehouse.duckdb"),
+        "models_dir": str(data.get("models_dir") or root / "models"),
+    }
 
 
 class Settings(BaseSettings):
@@ -99,6 +109,12 @@ class Settings(BaseSettings):
     warehouse_url: str = _doc(
         "the warehouse: duckdb:///<path> (default: the warehouse path) or "
         "postgresql+psycopg://user:password@host:port/database",
+        default=None,
+    )
+    warehouse_conn_id: str | None = _doc(
+        "take the warehouse from this Airflow connection (type postgres, or duckdb with the "
+        "file as host) instead of NIGHTCAST_WAREHOUSE_URL: inside a task through Airflow's "
+        "connection API (UI, AIRFLOW_CONN_<ID>, secrets backends), outside from AIRFLOW_CONN_<ID>",
         default=None,
     )
     sources_dir: Path = _doc(
@@ -210,12 +226,13 @@ class Settings(BaseSettings):
     def _derived_defaults(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        out = dict(data)
-        root = Path(str(out.get("data_dir") or PROJECT_ROOT / "data")).expanduser().resolve()
-        if out.get("warehouse_path") is None:
-            out["warehouse_path"] = str(root / "warehouse.duckdb")
-        if out.get("models_dir") is None:
-            out["models_dir"] = str(root / "models")
+        out = {**data, **_default_paths(data)}
+        if out.get("warehouse_conn_id"):
+            if out.get("warehouse_url") is not None:
+                raise ValueError(
+                    "set NIGHTCAST_WAREHOUSE_URL or NIGHTCAST_WAREHOUSE_CONN_ID, not both"
+                )
+            out["warehouse_url"] = _warehouse_from_connection(str(out["warehouse_conn_id"]))
         if out.get("warehouse_url") is None:
             wh = Path(str(out["warehouse_path"])).expanduser().resolve()
             out["warehouse_url"] = f"duckdb:///{wh}"
@@ -301,7 +318,7 @@ class Settings(BaseSettings):
             raise ValueError(f"not a source name (letters, digits, _): {bad[0]!r}")
         return value
 
-    @field_validator("statsd_prefix", "s3_conn_id")
+    @field_validator("statsd_prefix", "s3_conn_id", "warehouse_conn_id")
     @classmethod
     def _identifier(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"[A-Za-z0-9_.\-]+", value):
@@ -465,7 +482,12 @@ def lenient_settings() -> Settings:
     try:
         return Settings(**defaults)
     except ValidationError:  # a rule across variables: the defaults of everything
-        return Settings.model_construct()
+        paths = _default_paths({})
+        return Settings.model_construct(
+            warehouse_path=Path(paths["warehouse_path"]),
+            models_dir=Path(paths["models_dir"]),
+            warehouse_url="unusable://NIGHTCAST-settings-are-invalid",
+        )
 
 
 def _one_line(exc: ValidationError) -> str:
@@ -571,55 +593,115 @@ def configured_secrets() -> set[str]:
                 password = None
             if password:
                 found.add(str(password))
+    found |= connections.resolved_passwords()  # connections from Airflow's metadata DB
     spellings = found | {quote(s, safe="") for s in found} | {unquote(s) for s in found}
     return {s for s in spellings if len(s) >= MIN_SECRET_LENGTH}
 
 
-def connection_url(conn_id: str) -> str:
-    """SQLAlchemy URL of an ERP connection, from ``AIRFLOW_CONN_<CONN_ID>``.
+# The warehouse URL while its Airflow connection cannot be looked up (a DAG file being
+# parsed outside a task): opening it looks the connection up again and says what failed.
+DEFERRED_CONNECTION = "airflow-connection://"
 
-    The same variable Airflow reads, so a deployment configures a source once.
-    Airflow URIs use ``sqlite://`` / ``postgres://`` / ``mysql://`` schemes; they
-    are mapped onto SQLAlchemy drivers here.
+
+def _connection(conn_id: str, example: str) -> connections.Connection:
+    try:
+        return connections.get_connection(conn_id)
+    except connections.ConnectionNotFoundError as exc:
+        raise MissingSettingError(f"{exc} (e.g. {example})") from None
+    except connections.ConnectionFormatError as exc:
+        raise SettingError(str(exc)) from None
+
+
+def connection_url(conn_id: str) -> str:
+    """SQLAlchemy URL of database connection ``conn_id`` (an ERP source, the warehouse).
+
+    Inside an Airflow task the connection comes from Airflow's connection API (UI,
+    ``AIRFLOW_CONN_<ID>``, a secrets backend); outside, from ``AIRFLOW_CONN_<ID>``
+    (:mod:`nightcast.connections`). Airflow's types (``sqlite``, ``postgres``,
+    ``mysql``) are mapped onto SQLAlchemy drivers here.
     """
-    var = f"AIRFLOW_CONN_{conn_id.upper()}"
-    raw = os.environ.get(var)
-    if not raw:
-        raise MissingSettingError(
-            f"connection {conn_id!r} is not configured: set {var} "
-            f"(e.g. {var}=sqlite:////abs/path/erp.sqlite); run `make env` for the embedded defaults"
+    var = connections.env_var(conn_id)
+    conn = _connection(
+        conn_id, f"{var}=sqlite:////abs/path/erp.sqlite; `make env` writes the embedded defaults"
+    )
+    if conn.raw is not None and not conn.raw.startswith("{"):
+        # The variable's own text: its checks name the variable and keep its exact spelling.
+        return airflow_uri_to_sqlalchemy(check_url(var, conn.raw))
+    return connection_to_sqlalchemy(conn)
+
+
+def connection_to_sqlalchemy(conn: connections.Connection) -> str:
+    """The SQLAlchemy URL of an Airflow connection given by its fields (the UI's form,
+    JSON): ``extra`` becomes the URL's query (driver options such as ``sslmode``)."""
+    from sqlalchemy.engine import URL
+
+    kind = conn.conn_type.lower()
+    drivers = {
+        "postgres": "postgresql+psycopg",
+        "postgresql": "postgresql+psycopg",
+        "mysql": "mysql+pymysql",
+        "mariadb": "mysql+pymysql",
+    }
+    if kind in ("sqlite", "duckdb"):
+        path = conn.host or conn.schema
+        if not path:
+            raise SettingError(f"{conn.origin}: a {kind} connection names no file (host)")
+        return f"{kind}:///{path}"
+    driver = drivers.get(kind) or (kind if "+" in kind else None)
+    if driver is None:
+        raise SettingError(
+            f"{conn.origin} has type {conn.conn_type!r}; a database connection is one of "
+            "sqlite, postgres, mysql (or a SQLAlchemy dialect+driver)"
         )
-    return airflow_uri_to_sqlalchemy(check_url(var, raw))
+    query = {str(k): str(v) for k, v in conn.extra.items() if v is not None}
+    url = URL.create(
+        driver,
+        username=conn.login,
+        password=conn.password,
+        host=conn.host,
+        port=conn.port,
+        database=conn.schema,
+        query=query,
+    )
+    return url.render_as_string(hide_password=False)
 
 
 def connection_path(conn_id: str) -> Path:
-    """Folder of a file-drop connection (Airflow ``fs`` type), from ``AIRFLOW_CONN_<CONN_ID>``.
-
-    Accepts the JSON form ``{"conn_type": "fs", "extra": {"path": "/drop"}}`` and
-    the URI forms ``fs:///drop`` and ``fs://?path=%2Fdrop``.
-    """
-    from urllib.parse import parse_qs, urlsplit
-
-    var = f"AIRFLOW_CONN_{conn_id.upper()}"
-    raw = os.environ.get(var)
-    if not raw:
-        raise MissingSettingError(
-            f"connection {conn_id!r} is not configured: set {var} to the drop folder, "
-            f'e.g. {var}=\'{{"conn_type": "fs", "extra": {{"path": "/data/drop"}}}}\''
-        )
-    if raw.lstrip().startswith("{"):
-        try:
-            path = (json.loads(raw).get("extra") or {}).get("path")
-        except (ValueError, AttributeError) as err:
-            raise SettingError(f"{var} is not a JSON connection object: {err}") from None
-    else:
-        parts = urlsplit(raw)
-        path = parse_qs(parts.query).get("path", [None])[0] or unquote(parts.path) or None
+    """Folder of a file-drop connection (Airflow ``fs`` type): ``extra.path``, else the
+    host, else the URI's path (``fs:///drop``, ``fs://?path=%2Fdrop``,
+    ``{"conn_type": "fs", "extra": {"path": "/drop"}}``)."""
+    var = connections.env_var(conn_id)
+    conn = _connection(
+        conn_id, f'{var}=\'{{"conn_type": "fs", "extra": {{"path": "/data/drop"}}}}\''
+    )
+    path = conn.extra.get("path") or conn.host or (f"/{conn.schema}" if conn.schema else None)
     if not path:
         raise MissingSettingError(
-            f"{var} names no folder: expected extra.path in its JSON, or fs:///abs/path"
+            f"{conn.origin} names no folder: expected extra.path (JSON or the UI), or fs:///abs/path"
         )
-    return Path(path).expanduser()
+    return Path(str(path)).expanduser()
+
+
+def _warehouse_from_connection(conn_id: str) -> str:
+    """The warehouse URL of Airflow connection ``conn_id`` (``NIGHTCAST_WAREHOUSE_CONN_ID``).
+
+    Outside a task a connection defined only in Airflow's metadata DB cannot be looked
+    up (a DAG file being parsed, say): the URL is then deferred, and opening the
+    warehouse looks it up again and raises what failed."""
+    try:
+        url = connection_url(conn_id)
+    except MissingSettingError:
+        if connections.in_airflow_task():
+            raise
+        return f"{DEFERRED_CONNECTION}{conn_id}"
+    except SettingError as exc:
+        raise ValueError(str(exc)) from None
+    if not url.startswith(("duckdb:", "postgresql")):
+        raise ValueError(
+            f"the warehouse connection {conn_id!r} is a {url.split(':', 1)[0]} database; "
+            "the warehouse is DuckDB (type duckdb, the file as host) or PostgreSQL"
+        )
+    return url
 
 
 def airflow_uri_to_sqlalchemy(uri: str) -> str:

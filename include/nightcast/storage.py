@@ -48,6 +48,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nightcast.connections import ConnectionFormatError, ConnectionNotFoundError, get_connection
+
 if TYPE_CHECKING:  # pyarrow loads on first use: DAG files parse without it
     import pyarrow as pa
     import pyarrow.fs as pafs
@@ -77,33 +79,19 @@ class S3Options:
 
 
 def _aws_connection(conn_id: str) -> S3Options:
-    """Endpoint, region and keys of the Airflow connection ``conn_id``, read from
-    ``AIRFLOW_CONN_<ID>`` (JSON, or a URI ``aws://KEY:SECRET@/?endpoint_url=...``)."""
-    from urllib.parse import parse_qs, unquote, urlsplit
-
-    var = f"AIRFLOW_CONN_{conn_id.upper()}"
-    raw = os.environ.get(var, "").strip()
-    if not raw:
-        raise StorageError(f"{CONN_ID_VAR}={conn_id!r} but {var} is not set")
-    if raw.startswith("{"):
-        try:
-            doc = json.loads(raw)
-            extra = doc.get("extra") or {}
-            if isinstance(extra, str):
-                extra = json.loads(extra)
-        except (ValueError, AttributeError) as exc:
-            raise StorageError(f"{var} is not a JSON connection object: {exc}") from None
-        login, password = doc.get("login"), doc.get("password")
-    else:
-        parts = urlsplit(raw)
-        extra = {k: v[0] for k, v in parse_qs(parts.query).items()}
-        login = unquote(parts.username) if parts.username else None
-        password = unquote(parts.password) if parts.password else None
+    """Endpoint, region and keys of the Airflow connection ``conn_id`` (type aws): inside a
+    task through Airflow's connection API, else from ``AIRFLOW_CONN_<ID>`` (JSON, or a URI
+    ``aws://KEY:SECRET@/?endpoint_url=...``)."""
+    try:
+        conn = get_connection(conn_id)
+    except (ConnectionNotFoundError, ConnectionFormatError) as exc:
+        raise StorageError(f"{CONN_ID_VAR}={conn_id!r}: {exc}") from None
+    extra = conn.extra
     return S3Options(
         endpoint=extra.get("endpoint_url") or None,
         region=extra.get("region_name") or None,
-        access_key=login or None,
-        secret_key=password or None,
+        access_key=conn.login or None,
+        secret_key=conn.password or None,
     )
 
 

@@ -16,7 +16,13 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from nightcast.config import WAREHOUSE_URL_VAR, SettingError, check_url
+from nightcast.config import (
+    DEFERRED_CONNECTION,
+    WAREHOUSE_URL_VAR,
+    SettingError,
+    check_url,
+    connection_url,
+)
 from nightcast.redaction import redact
 from nightcast.warehouse.schema import ADDED_COLUMNS
 
@@ -108,6 +114,8 @@ def describe_url(url: str) -> str:
 
 
 def _connect(url: str) -> Warehouse:
+    if url.startswith(DEFERRED_CONNECTION):  # look the Airflow connection up now, or say why not
+        url = connection_url(url.removeprefix(DEFERRED_CONNECTION))
     check_url(WAREHOUSE_URL_VAR, url)
     if is_postgres_url(url):
         from nightcast.warehouse.postgres import PostgresWarehouse
