@@ -43,7 +43,7 @@ import pendulum
 from airflow.sdk import Asset, CronDataIntervalTimetable, dag, task
 
 from nightcast.config import get_settings
-from nightcast.orchestration import DEFAULT_ARGS, on_task_failure, run_date
+from nightcast.orchestration import DEFAULT_ARGS, on_task_failure, publish_deadline, run_date
 from nightcast.sources.mapping import source_pools
 
 RAW = Asset("nightcast://warehouse/raw")
@@ -59,6 +59,9 @@ RETRAIN_REQUEST = Asset("nightcast://monitoring/retrain-request")
     max_active_runs=1,
     default_args={**DEFAULT_ARGS, "on_failure_callback": on_task_failure},
     dagrun_timeout=timedelta(hours=4),
+    # Forecasts published for BI by NIGHTCAST_PUBLISH_DEADLINE (D+1, local time), or on-call
+    # is paged by Airflow's triggerer (nightcast.orchestration.publish_deadline).
+    deadline=publish_deadline(get_settings()),
     tags=["nightcast", "nightly", "forecast"],
     doc_md=__doc__,
 )

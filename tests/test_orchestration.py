@@ -53,3 +53,19 @@ def test_deterministic_errors_fail_at_once(error: BaseException) -> None:
 )
 def test_other_errors_keep_their_retries(error: BaseException) -> None:
     assert decision(error) is RetryAction.DEFAULT
+
+
+def test_publish_deadline_interval_from_the_logical_date() -> None:
+    """Run date D is stamped D 02:00 UTC; the deadline is D+1 at NIGHTCAST_PUBLISH_DEADLINE
+    in NIGHTCAST_TIMEZONE (06:30 by default)."""
+    from datetime import date, timedelta
+
+    from nightcast.config import get_settings
+    from nightcast.orchestration import publish_deadline_interval
+
+    utc = get_settings().model_copy(update={"timezone": "UTC"})
+    assert publish_deadline_interval(utc, date(2025, 7, 1)) == timedelta(hours=28, minutes=30)
+    berlin = utc.model_copy(update={"timezone": "Europe/Berlin", "publish_deadline": "07:00"})
+    # 07:00 CEST is 05:00 UTC in summer, 06:00 UTC (CET) in winter.
+    assert publish_deadline_interval(berlin, date(2025, 7, 1)) == timedelta(hours=27)
+    assert publish_deadline_interval(berlin, date(2025, 1, 15)) == timedelta(hours=28)

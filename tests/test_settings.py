@@ -25,6 +25,7 @@ BAD = {
     "models_dir": "{file}",
     "s3_conn_id": "my conn",
     "warehouse_conn_id": "my/warehouse",
+    "alert_conn_id": "pager duty",
     "warehouse_path": "{folder}",
     "warehouse_url": "postgresql+psycopg://nightcast:p@ss@db:5432/nightcast",
     "sources_dir": "/no/such/mappings",

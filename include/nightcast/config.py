@@ -199,6 +199,11 @@ class Settings(BaseSettings):
     publish_deadline: str = _doc(
         "run date D must be published by this local time on D+1 (HH:MM)", default="06:30"
     )
+    alert_conn_id: str | None = _doc(
+        "an Airflow connection (type apprise) whose extra config lists the Apprise URLs "
+        "alerts go to (Slack, Teams, email, PagerDuty, ...), besides the webhook and email below",
+        default=None,
+    )
     alert_webhook_url: str | None = _doc(
         "alerts are POSTed here as Slack-compatible JSON", default=None
     )
@@ -318,7 +323,7 @@ class Settings(BaseSettings):
             raise ValueError(f"not a source name (letters, digits, _): {bad[0]!r}")
         return value
 
-    @field_validator("statsd_prefix", "s3_conn_id", "warehouse_conn_id")
+    @field_validator("statsd_prefix", "s3_conn_id", "warehouse_conn_id", "alert_conn_id")
     @classmethod
     def _identifier(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"[A-Za-z0-9_.\-]+", value):

@@ -136,3 +136,79 @@ def on_task_failure(context: Any) -> None:
         raise_alert(lenient_settings(), alert)
     except Exception:
         log.exception("could not raise the failure alert")
+
+
+# --- the publish deadline ---------------------------------------------------------------
+#
+# Two watchers, each for what the other cannot see:
+# - this Airflow deadline alert on the nightly DAG: the scheduler stores, for every run it
+#   creates, the time by which the run must have succeeded, and the triggerer calls
+#   on_publish_deadline_missed when it has not (still running, failed, or stuck);
+# - `nightcast deadline-check`, an external watchdog (cron, outside Airflow): it also
+#   sees the night for which no run was created at all (scheduler down, DAG paused or
+#   broken), which no deadline stored with a run can. Both raise through check_deadline,
+#   which alerts once per run date, so the two never page twice.
+
+# The nightly DAG's runs are stamped 02:00 UTC of the run date (its cron, "0 2 * * *").
+NIGHTLY_LOGICAL_TIME = "02:00"
+
+
+def publish_deadline_interval(settings: Any, today: date | None = None) -> timedelta:
+    """From a run's logical date (run date D at 02:00 UTC) to D+1 at
+    ``NIGHTCAST_PUBLISH_DEADLINE`` in ``NIGHTCAST_TIMEZONE``, at today's UTC offset.
+
+    A deadline alert's interval is fixed per DAG version, and the DAG is re-parsed all
+    day, so it follows daylight saving time; on the two nights of a change it is an hour
+    off, and the callback then trusts Airflow's time (the watchdog still checks the
+    exact one)."""
+    from datetime import UTC, datetime, time
+    from zoneinfo import ZoneInfo
+
+    day = today or datetime.now(ZoneInfo(settings.timezone)).date()
+    logical = datetime.combine(day, time.fromisoformat(NIGHTLY_LOGICAL_TIME), tzinfo=UTC)
+    due = datetime.combine(
+        day + timedelta(days=1), settings.deadline, tzinfo=ZoneInfo(settings.timezone)
+    )
+    return due - logical
+
+
+def publish_deadline(settings: Any) -> Any:
+    """The nightly DAG's deadline alert (Airflow 3.3 ``DeadlineAlert``)."""
+    from airflow.sdk.definitions.callback import AsyncCallback
+    from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
+
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
+        interval=publish_deadline_interval(settings),
+        callback=AsyncCallback(on_publish_deadline_missed, kwargs={"dag_id": NIGHTLY_DAG_ID}),
+        name="forecasts published for BI",
+    )
+
+
+async def on_publish_deadline_missed(context: Any = None, dag_id: str = NIGHTLY_DAG_ID) -> None:
+    """Run by Airflow's triggerer when a nightly run has not succeeded by its deadline:
+    raise the 'deadline_missed' alert (ops.alerts and the notifier's channels) unless
+    the run date was published after all or was already alerted."""
+    import asyncio
+
+    await asyncio.to_thread(publish_deadline_missed, context or {}, dag_id)
+
+
+def publish_deadline_missed(context: Mapping[str, Any], dag_id: str = NIGHTLY_DAG_ID) -> Any:
+    """What the deadline callback does, in a thread: returns the alert raised, or None."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from nightcast.config import lenient_settings
+    from nightcast.monitoring.alerts import check_deadline, deadline_at
+
+    settings = lenient_settings()  # a bad variable must not silence the page
+    logical = (context.get("dag_run") or {}).get("logical_date")
+    if not logical:
+        log.error("deadline callback without the run's logical date: %r", context)
+        return None
+    stamp = datetime.fromisoformat(str(logical).replace("Z", "+00:00"))
+    day = stamp.astimezone(ZoneInfo(settings.timezone)).date()
+    # Airflow says the deadline passed: trust it over our clock on a DST night.
+    now = max(datetime.now(UTC), deadline_at(settings, day))
+    return check_deadline(settings, day, now, dag_id=dag_id)

@@ -82,6 +82,20 @@ def test_nightly_shape(dagbag) -> None:  # type: ignore[no-untyped-def]
     assert dag.get_task("report").upstream_task_ids == {"monitor", "explain"}
 
 
+def test_the_nightly_dag_carries_the_publish_deadline(dagbag) -> None:  # type: ignore[no-untyped-def]
+    """Airflow's deadline alert pages on-call when a run has not succeeded by the publish
+    deadline (fired by a real triggerer in tests/e2e/test_publish_deadline.py)."""
+    from airflow.sdk.definitions.callback import AsyncCallback
+
+    from nightcast.config import get_settings
+    from nightcast.orchestration import publish_deadline_interval
+
+    (alert,) = dagbag.dags["erp_forecast_nightly"].deadline
+    assert alert.interval == publish_deadline_interval(get_settings())
+    assert isinstance(alert.callback, AsyncCallback)
+    assert alert.callback.path == "nightcast.orchestration.on_publish_deadline_missed"
+
+
 def test_a_monitoring_breach_can_trigger_the_weekly_retrain(dagbag) -> None:  # type: ignore[no-untyped-def]
     nightly, weekly = dagbag.dags["erp_forecast_nightly"], dagbag.dags["forecast_retrain_weekly"]
     request = nightly.get_task("request_retrain")

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
@@ -34,6 +34,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
         "NIGHTCAST_ALERT_WEBHOOK_URL",
         "NIGHTCAST_ALERT_EMAIL_TO",
         "NIGHTCAST_SMTP_HOST",
+        "NIGHTCAST_ALERT_CONN_ID",
         "NIGHTCAST_PUBLISH_DEADLINE",
     ):
         monkeypatch.delenv(var, raising=False)
@@ -50,6 +51,7 @@ class Hook:
     def __init__(self, status: int) -> None:
         self.status = status
         self.bodies: list[dict[str, Any]] = []
+        self.port = 0
 
 
 @pytest.fixture
@@ -68,6 +70,7 @@ def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Hook]:
             pass
 
     server = HTTPServer(("127.0.0.1", 0), Handler)
+    hook.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     monkeypatch.setenv(
@@ -210,45 +213,113 @@ def test_webhook_refused_is_recorded(settings: Settings, monkeypatch: pytest.Mon
     assert rows(settings)[0]["delivery_errors"].startswith("webhook:")
 
 
-class FakeSMTP:
-    sent: ClassVar[list[Any]] = []
-    fail = False
+class Mailbox:
+    """A real SMTP server on loopback (the standard library's, in a thread)."""
 
-    def __init__(self, host: str, port: int, timeout: float) -> None:
-        if FakeSMTP.fail:
-            raise ConnectionRefusedError("smtp refused")
-        self.where = (host, port)
-
-    def __enter__(self) -> FakeSMTP:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def send_message(self, msg: Any) -> None:
-        FakeSMTP.sent.append((self.where, msg))
+    def __init__(self) -> None:
+        self.received: list[tuple[str, list[str], Any]] = []
+        self.port = 0
 
 
-def test_email_delivery(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    FakeSMTP.sent, FakeSMTP.fail = [], False
-    monkeypatch.setattr(alerts.smtplib, "SMTP", FakeSMTP)
+@pytest.fixture
+def mailbox() -> Iterator[Mailbox]:
+    import asyncore
+    import email
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import smtpd
+
+    box = Mailbox()
+
+    class Server(smtpd.SMTPServer):
+        def process_message(
+            self, peer: Any, mailfrom: str, rcpttos: list[str], data: Any, **kw: Any
+        ) -> None:
+            box.received.append((mailfrom, rcpttos, email.message_from_bytes(data)))
+
+    server = Server(("127.0.0.1", 0), None)
+    box.port = server.socket.getsockname()[1]
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            asyncore.loop(timeout=0.05, count=1)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    yield box
+    stop.set()
+    thread.join(2)
+    server.close()
+
+
+def body(msg: Any) -> str:
+    parts = msg.walk() if msg.is_multipart() else [msg]
+    return "".join(
+        p.get_payload(decode=True).decode() for p in parts if p.get_content_type() == "text/plain"
+    )
+
+
+def test_email_delivery(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, mailbox: Mailbox
+) -> None:
     monkeypatch.setenv("NIGHTCAST_ALERT_EMAIL_TO", "oncall@example.com, ops@example.com")
-    monkeypatch.setenv("NIGHTCAST_SMTP_HOST", "mail.local")
-    monkeypatch.setenv("NIGHTCAST_SMTP_PORT", "2525")
+    monkeypatch.setenv("NIGHTCAST_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("NIGHTCAST_SMTP_PORT", str(mailbox.port))
     monkeypatch.setenv("NIGHTCAST_ALERT_EMAIL_FROM", "nightcast@example.com")
     done = alerts.raise_alert(get_settings(), failed())  # as a task reads it
     assert done.delivered_to == ("log", "email", "table")
-    [(where, msg)] = FakeSMTP.sent
-    assert where == ("mail.local", 2525)
-    assert msg["To"] == "oncall@example.com, ops@example.com"
-    assert msg["From"] == "nightcast@example.com"
-    assert "load" in msg["Subject"] and "2025-05-01" in msg["Subject"]
-    assert "airflow tasks clear" in msg.get_content()
+    assert sorted(to for _, (to,), _ in mailbox.received) == [
+        "oncall@example.com",
+        "ops@example.com",
+    ]
+    for sender, _, msg in mailbox.received:
+        assert sender == "nightcast@example.com" == msg["From"]
+        assert "load" in msg["Subject"] and "2025-05-01" in msg["Subject"]
+        assert "airflow tasks clear" in body(msg)
 
-    FakeSMTP.fail = True
-    done = alerts.raise_alert(get_settings(), failed())  # as a task reads it
+    monkeypatch.setenv("NIGHTCAST_SMTP_PORT", str(free_port()))  # nothing listens there
+    done = alerts.raise_alert(get_settings(), failed())
     assert done.delivered_to == ("log", "table")
-    assert "smtp refused" in rows(settings)[-1]["delivery_errors"]
+    assert rows(settings)[-1]["delivery_errors"].startswith("email: ")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_channels_from_an_airflow_apprise_connection(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, webhook: Hook, mailbox: Mailbox
+) -> None:
+    """NIGHTCAST_ALERT_CONN_ID: the channels listed in an Airflow connection of type
+    apprise (the provider's format), each delivered and named on its own."""
+    monkeypatch.delenv("NIGHTCAST_ALERT_WEBHOOK_URL")
+    hook_url = f"json://127.0.0.1:{webhook.port}/hook?:message=text"
+    mail_url = (
+        f"mailto://127.0.0.1:{mailbox.port}?from=nc@example.com&to=oncall@example.com&mode=insecure"
+    )
+    config = [{"path": f"{hook_url}, {mail_url}"}, {"path": f"json://127.0.0.1:{free_port()}/"}]
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_NIGHTCAST_ALERTS",
+        json.dumps({"conn_type": "apprise", "extra": {"config": config}}),
+    )
+    monkeypatch.setenv("NIGHTCAST_ALERT_CONN_ID", "nightcast_alerts")
+    done = alerts.raise_alert(get_settings(), failed())
+    assert done.delivered_to == ("log", "nightcast_alerts[0]", "nightcast_alerts[1]", "table")
+    assert "Task: load" in webhook.bodies[0]["text"]
+    assert [to for _, to, _ in mailbox.received] == [["oncall@example.com"]]
+    assert rows(settings)[0]["delivery_errors"].startswith("nightcast_alerts[2]: ")
+
+    monkeypatch.setenv("AIRFLOW_CONN_NIGHTCAST_ALERTS", '{"conn_type": "apprise", "extra": {}}')
+    done = alerts.raise_alert(get_settings(), failed())
+    assert done.delivered_to == ("log", "table")
+    assert "lists no Apprise URL" in done.delivery_errors[0]
 
 
 def test_on_task_failure_alerts_and_fails_run(

@@ -1,7 +1,9 @@
-"""On-call alerts: always to the log and ``ops.alerts``; to a webhook and email when configured.
+"""On-call alerts: always to the log and ``ops.alerts``; to the configured channels through
+an Airflow notifier (:mod:`nightcast.monitoring.notify`, Apprise).
 
 Configuration (environment, all optional):
 
+- ``NIGHTCAST_ALERT_CONN_ID``: an Airflow connection (type apprise) listing channel URLs;
 - ``NIGHTCAST_ALERT_WEBHOOK_URL``: a Slack-compatible incoming webhook (JSON ``{"text": ...}``);
 - ``NIGHTCAST_ALERT_EMAIL_TO`` (comma-separated) with ``NIGHTCAST_SMTP_HOST``,
   ``NIGHTCAST_SMTP_PORT`` (25) and ``NIGHTCAST_ALERT_EMAIL_FROM`` (``nightcast@localhost``);
@@ -14,15 +16,11 @@ Delivery never raises: a channel that fails is logged and named in the row's
 
 from __future__ import annotations
 
-import json
 import logging
-import smtplib
-import urllib.request
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
-from email.message import EmailMessage
 from zoneinfo import ZoneInfo
 
 from nightcast.config import Settings
@@ -32,8 +30,6 @@ from nightcast.redaction import redact
 log = logging.getLogger("nightcast.alerts")
 
 NIGHTLY_DAG_ID = "erp_forecast_nightly"
-HTTP_TIMEOUT_S = 5.0
-SMTP_TIMEOUT_S = 10.0
 
 
 def _now_utc() -> datetime:
@@ -196,30 +192,6 @@ def model_fallback_alert(run_date: date, reason: str) -> Alert:
     )
 
 
-def _post_webhook(url: str, text: str) -> None:
-    body = json.dumps({"text": text}).encode()
-    req = urllib.request.Request(
-        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
-    )
-    with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT_S) as resp:
-        if resp.status >= 300:
-            raise RuntimeError(f"webhook answered HTTP {resp.status}")
-
-
-def _send_email(settings: Settings, to: list[str], alert: Alert) -> None:
-    msg = EmailMessage()
-    msg["Subject"] = (
-        f"[Nightcast {alert.severity}] {alert.kind} {alert.dag_id}"
-        f"{'.' + alert.task_id if alert.task_id else ''} {alert.run_date}"
-    )
-    msg["From"] = settings.alert_email_from
-    msg["To"] = ", ".join(to)
-    msg.set_content(alert.message())
-    assert settings.smtp_host is not None
-    with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=SMTP_TIMEOUT_S) as smtp:
-        smtp.send_message(msg)
-
-
 def _record(settings: Settings, alert: Alert) -> None:
     from nightcast.warehouse.base import open_warehouse
 
@@ -257,23 +229,21 @@ def raise_alert(settings: Settings, alert: Alert) -> Alert:
     level = logging.ERROR if alert.severity == "critical" else logging.WARNING
     log.log(level, "%s", text)
 
-    url = settings.alert_webhook_url
-    if url:
-        try:
-            _post_webhook(url, text)
-            delivered.append("webhook")
-        except Exception as err:
-            errors.append(f"webhook: {first_line(err)}")
-            log.warning("alert %s: webhook delivery failed: %s", alert.alert_id, first_line(err))
+    try:
+        from nightcast.monitoring.notify import AlertNotifier, channels
 
-    to = list(settings.alert_email_to)
-    if to and settings.smtp_host:
-        try:
-            _send_email(settings, to, alert)
-            delivered.append("email")
-        except Exception as err:
-            errors.append(f"email: {first_line(err)}")
-            log.warning("alert %s: email delivery failed: %s", alert.alert_id, first_line(err))
+        targets, unreadable = channels(settings)
+        errors += unreadable
+        if targets:
+            notifier = AlertNotifier(
+                title=text.splitlines()[0], body=text, channels=targets, severity=alert.severity
+            )
+            notifier.notify({})
+            delivered += notifier.delivered
+            errors += notifier.errors
+    except Exception as err:  # delivery never raises: the table row still says what failed
+        errors.append(f"notifier: {first_line(err)}")
+        log.warning("alert %s: delivery failed: %s", alert.alert_id, first_line(err))
 
     done = replace(alert, delivered_to=(*delivered, "table"), delivery_errors=tuple(errors))
     try:
