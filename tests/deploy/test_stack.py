@@ -62,7 +62,7 @@ def _unavailable(err: Exception) -> None:
 
 @pytest.fixture(scope="module")
 def figures(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
-    """What the test measured, printed at the end even under `pytest -q` (README figures)."""
+    """What the test measured, printed at the end even under `pytest -q` (docs/benchmarks.md figures)."""
     out: dict[str, Any] = {}
     yield out
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")

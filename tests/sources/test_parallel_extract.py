@@ -400,7 +400,7 @@ def test_large_windows_get_three_streams_by_default_on_postgres(
     for cores, streams in ((4, 3), (1, 2)):
         monkeypatch.setattr(planner.os, "cpu_count", lambda cores=cores: cores)
         parts, landed = _land(engine, tmp_path, _table(None))
-        # MySQL/MariaDB: one connectorx stream measured faster than two (README "Extraction").
+        # MySQL/MariaDB: one connectorx stream measured faster than two (docs/benchmarks.md "Extraction").
         assert parts == (streams if pg else 1) and _ids(landed) == sorted(KEYS)
     assert planner.AUTO_STREAMS == 3
     assert planner.estimate_rows(engine, "select * from erp_lines", {}) is not None

@@ -29,7 +29,7 @@ SETTING = "NIGHTCAST_LIGHTGBM_DEVICE"
 _NOT_BUILT = "was not enabled in this build"  # LightGBM's message for a learner left out
 CUDA_BUILD_HINT = (
     "pip install lightgbm --no-binary lightgbm --config-settings=cmake.define.USE_CUDA=ON "
-    "(needs the CUDA toolkit; see README 'GPU')"
+    "(needs the CUDA toolkit; see docs/benchmarks.md 'GPU training benchmark')"
 )
 
 

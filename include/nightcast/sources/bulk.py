@@ -17,7 +17,7 @@ the generic path (COPY would write ``t``/``f``).
 
 MySQL/MariaDB: connectorx (when installed; ``MYSQL_METHOD`` picks) reads typed Arrow
 batches in Rust, which :func:`~nightcast.sources.client_io.render_like_client` renders
-as the client prints them (README "Extraction": 0.65x-0.79x of ``mariadb --quick``); result
+as the client prints them (docs/benchmarks.md "Extraction": 0.65x-0.79x of ``mariadb --quick``); result
 types it cannot render exactly (FLOAT, TIME, DOUBLE(M,D), DECIMAL scale > 10) and
 reads it fails on (zero dates) go through the client instead: ``mariadb``/``mysql``
 with ``--quick --batch`` (unbuffered, tab-separated, ``\\t \\n \\\\ \\0`` escaped, so

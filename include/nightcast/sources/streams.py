@@ -35,7 +35,7 @@ log = logging.getLogger("nightcast.sources")
 
 # Parallel streams for large incremental PostgreSQL tables when the mapping leaves
 # 'parallel' unset: three streams beat one binary COPY even on a 2-core worker that
-# shares its cores with the ERP (measured, README "Extraction"), for two more ERP
+# shares its cores with the ERP (measured, docs/benchmarks.md "Extraction"), for two more ERP
 # connections; small windows are not worth the extra connections.
 AUTO_MIN_ROWS = 1_000_000
 _INTEGER_TYPES = {

@@ -163,7 +163,7 @@ class PostgresWarehouse(Warehouse):
                 "where n.nspname = 'audit' and c.relkind in ('r', 'p')"
             )
         )
-        fix = f"a superuser runs `nightcast audit setup --writer {user}` (README: audit trail)"
+        fix = f"a superuser runs `nightcast audit setup --writer {user}` (docs/operations.md: Audit trail)"
         missing = [t for t in AUDIT_TABLES if t not in have]
         if missing and not schema_ours:
             raise RuntimeError(
