@@ -41,9 +41,19 @@ LOG_LINK = ("tweedie", "poisson", "gamma")
 # Features computed as (level / scale): multiplied back to units for display.
 SCALED_PREFIXES = ("lag_", "last_known", "mean_", "std_", "ewm_", "season_mean_")
 EXPLANATION_COLUMNS = [
-    ID, DS, "horizon", "quantile", "rank", "feature", "feature_value", "category_value",
-    "contribution", "share", "base_value", "prediction",
-]  # fmt: skip
+    ID,
+    DS,
+    "horizon",
+    "quantile",
+    "rank",
+    "feature",
+    "feature_value",
+    "category_value",
+    "contribution",
+    "share",
+    "base_value",
+    "prediction",
+]
 
 # Words for the daily model's features (the dbt mart forecast_explanations uses the same).
 FEATURE_LABELS = {
