@@ -598,10 +598,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _own_lines_or_warnings(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or record.name.split(".")[0] == "nightcast"
+
+
+def configure_logging() -> None:
+    """Log Nightcast's own INFO lines (what a command did, progress) and other libraries'
+    lines from WARNING up, on stderr. A filter on the handler, not logger levels: Great
+    Expectations sets its own loggers to INFO and logs ~200 lines on import. Logging that is
+    configured already (a test runner, a program calling ``main``) is left alone."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_own_lines_or_warnings)
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging()
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
