@@ -51,9 +51,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], numeric: set
 
 
 def freshness_text(h: Headline) -> tuple[str, str]:
-    """(css class, text) of the stale flag."""
-    if h.is_stale is None:
-        return "warn", f"unknown: {h.stale_reason}"
+    """(css class, text) of the stale flag, as of run date D."""
     if h.is_stale:
         return "bad", f"STALE: {h.stale_reason}"
     return "ok", "fresh"
@@ -95,7 +93,7 @@ def headline_html(h: Headline) -> str:
         ("next 28 vs last 28", forecast(percent(vs, signed=True)), "changeVsActual"),
         (
             "freshness",
-            "STALE" if h.is_stale else ("fresh" if h.is_stale is False else "?"),
+            "STALE" if h.is_stale else "fresh",
             "fresh",
         ),
     ]
