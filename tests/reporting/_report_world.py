@@ -32,6 +32,13 @@ SERIES = {
     ("shop:C", "shop:L2"): ("dairy", 3.0, 3.5, 3.0),
 }
 HORIZON = 28
+# The dimensions' names; shop:L2 has a row without one (the report falls back to the id).
+NAMES = {
+    "shop:A": "Sourdough loaf",
+    "shop:B": "Rye bread",
+    "shop:C": "Whole milk",
+    "shop:L1": "Main Street",
+}
 
 
 @dataclass(frozen=True)
@@ -77,7 +84,10 @@ def build_marts(wh: Warehouse, actuals: pd.DataFrame) -> None:
     _insert(wh, "marts.fct_sales_daily", actuals)
     wh.execute("create table marts.dim_item (item_id varchar, item_name varchar, category varchar)")
     for item, cat in {(i, s[0]) for (i, _), s in SERIES.items()}:
-        wh.execute("insert into marts.dim_item values (?, ?, ?)", [item, item, cat])
+        wh.execute("insert into marts.dim_item values (?, ?, ?)", [item, NAMES[item], cat])
+    wh.execute("create table marts.dim_location (location_id varchar, location_name varchar)")
+    for loc in sorted({loc for _, loc in SERIES}):
+        wh.execute("insert into marts.dim_location values (?, ?)", [loc, NAMES.get(loc)])
     wh.execute(
         "create table marts.forecast_accuracy (run_date date, horizon integer, "
         "abs_error double precision, actual_quantity double precision)"

@@ -187,7 +187,7 @@ def test_report_renders_plots_and_headline_numbers_in_chromium(
     # one P10-P90 band per forecast chart; actual + P50 lines per forecast chart, 3 WAPE buckets
     assert dom.shapes["polygon"] == 3
     assert dom.shapes["polyline"] == 3 * 2 + 3
-    assert "shop:A @ shop:L1: +56" in dom.svg_titles  # 280 vs 224 of the previous run
+    assert "Sourdough loaf @ Main Street: +56" in dom.svg_titles  # 280 vs 224 of the previous run
     assert dom.by_id["dq-status"] == "3 checks: 2 passed, 0 critical and 1 warning failures"
     assert dom.by_id["quarantine-status"] == "3 input rows quarantined"
     assert dom.by_id["drift-status"] == "2 features: 1 drift, 1 ok"
@@ -272,6 +272,8 @@ def test_report_of_a_real_nightly_dag_run_renders_its_numbers(tmp_path: Path) ->
         (scored,) = query(
             "select count(*) from marts.forecast_accuracy where run_date <= ?", [night]
         )[0]
+        item_names = {name for (name,) in query("select item_name from marts.dim_item")}
+        location_names = {name for (name,) in query("select location_name from marts.dim_location")}
         # The live view answers for the wall clock: a night replayed from the past is overdue.
         (live_stale,) = query("select is_stale from marts.forecast_freshness")[0]
     dom = dump_dom(page)
@@ -293,6 +295,11 @@ def test_report_of_a_real_nightly_dag_run_renders_its_numbers(tmp_path: Path) ->
         f"{checks:,} checks: {checks - crit - warn:,} passed, {crit:,} critical and "
         f"{warn:,} warning failures"
     )
+    # The movers by the ERP's names (the dbt dimensions), not by ids.
+    movers = [title.rsplit(": ", 1)[0].split(" @ ") for title in dom.svg_titles if " @ " in title]
+    assert movers and all(
+        item in item_names and where in location_names for item, where in movers
+    ), movers
     shot = tmp_path / "nightly.png"
     run_chromium("--window-size=1200,1400", f"--screenshot={shot}", page.as_uri())
     assert non_white_share(shot) > 0.03, "the screenshot of the report is (almost) blank"

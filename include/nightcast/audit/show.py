@@ -58,8 +58,9 @@ def format_forecast(rows: list[dict[str, Any]], found: dict[str, dict[str, str]]
     for r in rows:
         if (r["item_id"], r["location_id"]) != series:
             series = (r["item_id"], r["location_id"])
-            item = labelled(series[0], found["item"])
-            out.append(f"  forecast of {item} at {labelled(series[1], found['location'])}:")
+            item = labelled(series[0], found["item"].get(series[0]))
+            where = labelled(series[1], found["location"].get(series[1]))
+            out.append(f"  forecast of {item} at {where}:")
             out.append(f"    {'date':<10}  {'h':>3}  {'P10':>9}  {'P50':>9}  {'P90':>9}  model")
         out.append(
             f"    {_day(r['forecast_date']):<10}  {r['horizon']:>3}  {r['p10']:>9,.2f}  "

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from nightcast.warehouse.base import Warehouse
+from nightcast.warehouse.names import names
 
 ACTUALS_DAYS = 56
 RECENT_DAYS = 28
@@ -56,7 +57,7 @@ class ReportData:
     category_forecast: pd.DataFrame  # one row per category and forecast date
     category_actuals: pd.DataFrame  # one row per category and sales date
     accuracy: pd.DataFrame  # one row per run date and horizon bucket: wape
-    movers: pd.DataFrame  # one row per series (top movers)
+    movers: pd.DataFrame  # one row per series (top movers), with item and location names
     dq: pd.DataFrame  # ops.dq_results rows of D
     quarantine: pd.DataFrame  # one row per source, table and held_back: rows, top reasons
     schema_drift: pd.DataFrame  # ops.schema_drift rows of D
@@ -244,7 +245,14 @@ def movers(wh: Warehouse, run_date: date, previous: date | None, n: int = MOVERS
     cur = cur.assign(_size=cur[key].abs()).sort_values(
         ["_size", "item_id", "location_id"], ascending=[False, True, True]
     )
-    return cur.drop(columns="_size").head(n).reset_index(drop=True)
+    top = cur.drop(columns="_size").head(n).reset_index(drop=True)
+    # People know items and locations by name (the ERP's, in the dbt dimensions); the id
+    # stands in where a dimension has none.
+    for kind in ("item", "location"):
+        ids = top[f"{kind}_id"].astype(str)
+        found = names(wh, kind, ids)
+        top[f"{kind}_name"] = [found.get(i, i) for i in ids]
+    return top
 
 
 def dq_results(wh: Warehouse, run_date: date) -> pd.DataFrame:

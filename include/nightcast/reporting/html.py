@@ -11,6 +11,7 @@ import pandas as pd
 from nightcast.reporting.data import HORIZON_BUCKETS, MAX_CATEGORIES, Headline, ReportData
 from nightcast.reporting.fmt import change, human, percent
 from nightcast.reporting.svg import ACTUAL_COLOUR, PALETTE, Band, Line, bar_chart, time_chart
+from nightcast.warehouse.names import labelled
 
 CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1b1b1b;
@@ -179,7 +180,7 @@ def movers_html(data: ReportData) -> str:
     vs_prev = data.previous_run is not None
     basis = f"previous published run {data.previous_run}" if vs_prev else "last 28 days of actuals"
     key = "change_vs_previous" if vs_prev else "change_vs_actual"
-    bars = [(f"{r.item_id} @ {r.location_id}", float(getattr(r, key))) for r in mv.itertuples()]
+    bars = [(f"{r.item_name} @ {r.location_name}", float(getattr(r, key))) for r in mv.itertuples()]
     chart = bar_chart(
         f"Biggest movers: 28-day P50 change vs {basis}",
         f"The {len(bars)} series whose 28-day P50 total changed most vs the {basis}.",
@@ -188,8 +189,8 @@ def movers_html(data: ReportData) -> str:
     )
     rows = [
         (
-            r.item_id,
-            r.location_id,
+            labelled(r.item_id, r.item_name),
+            labelled(r.location_id, r.location_name),
             human(r.p50_28),
             human(r.previous_p50_28),
             percent(change(r.p50_28, r.previous_p50_28), signed=True),

@@ -35,7 +35,6 @@ def names(wh: Warehouse, kind: Literal["item", "location"], ids: Iterable[str]) 
     return found
 
 
-def labelled(key: str, found: dict[str, str]) -> str:
+def labelled(key: str, name: str | None) -> str:
     """``Apple (acme:1)``: the name with the id, or the id alone when there is no name."""
-    name = found.get(key)
     return f"{name} ({key})" if name and name != key else key
