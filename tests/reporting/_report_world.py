@@ -132,8 +132,8 @@ def build_ops(wh: Warehouse, feature_drift: bool) -> None:
     if feature_drift:
         # No table check: ops.feature_drift is created by ensure_schema.
         for feature, psi, ks, status in (
-            ("lag_7", 0.31, 0.2, "drift"),
-            ("price", 0.02, None, "ok"),
+            ("ewm_0.3", 0.31, 0.2, "drift"),
+            ("country", 0.02, None, "ok"),
         ):
             wh.execute(
                 "insert into ops.feature_drift (run_date, model_version, feature, feature_kind, "

@@ -89,3 +89,11 @@ def test_movers_name_items_and_locations(known: Known) -> None:
     assert "<td>Sourdough loaf (shop:A)</td><td>Main Street (shop:L1)</td>" in movers
     assert "<td>Whole milk (shop:C)</td><td>shop:L2</td>" in movers
     assert "<td>shop:A</td>" not in movers
+
+
+def test_drift_table_names_features_in_words(known: Known) -> None:
+    page = Path(report(known.settings, D)["path"]).read_text()
+    drift = page[page.index('<section id="drift">') :]
+    alpha = "\N{GREEK SMALL LETTER ALPHA}"
+    assert f"<td>exponentially weighted mean of demand ({alpha} 0.3)</td><td>ewm_0.3</td>" in drift
+    assert "<td>country</td><td>country</td>" in drift

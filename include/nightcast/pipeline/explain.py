@@ -24,8 +24,9 @@ import pandas as pd
 import pyarrow as pa
 
 from nightcast.config import Settings, get_settings
-from nightcast.forecasting.explain import EXPLANATION_COLUMNS, feature_label
+from nightcast.forecasting.explain import EXPLANATION_COLUMNS
 from nightcast.forecasting.explain import explain as explain_forecasts
+from nightcast.forecasting.labels import feature_label
 from nightcast.forecasting.model import ForecastModel
 from nightcast.forecasting.registry import load_version
 from nightcast.pipeline import batches

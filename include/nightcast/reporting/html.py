@@ -8,6 +8,7 @@ from html import escape
 
 import pandas as pd
 
+from nightcast.forecasting.labels import feature_label
 from nightcast.reporting.data import HORIZON_BUCKETS, MAX_CATEGORIES, Headline, ReportData
 from nightcast.reporting.fmt import change, human, percent
 from nightcast.reporting.svg import ACTUAL_COLOUR, PALETTE, Band, Line, bar_chart, time_chart
@@ -249,11 +250,17 @@ def drift_html(fd: pd.DataFrame | None) -> str:
     statuses = fd["status"].astype(str).value_counts()
     summary = ", ".join(f"{n} {s}" for s, n in statuses.items())
     rows = [
-        (r.feature, f"{r.psi:.3f}", "" if pd.isna(r.ks) else f"{r.ks:.3f}", r.status)
+        (
+            feature_label(r.feature),
+            r.feature,
+            f"{r.psi:.3f}",
+            "" if pd.isna(r.ks) else f"{r.ks:.3f}",
+            r.status,
+        )
         for r in fd.itertuples()
     ]
     return f'<p id="drift-status">{len(fd)} features: {escape(summary)}</p>' + table(
-        ["feature", "PSI", "KS", "status"], rows, {1, 2}
+        ["feature", "model name", "PSI", "KS", "status"], rows, {2, 3}
     )
 
 
