@@ -271,7 +271,7 @@ def cmd_allow_refresh(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from nightcast.audit import find_publications, format_publications
+    from nightcast.audit import show_publications
     from nightcast.config import get_settings
     from nightcast.warehouse.base import open_warehouse
 
@@ -281,15 +281,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.action == "setup":
         return _audit_setup(args.writer, args.owner)
     with open_warehouse(get_settings().warehouse_url) as wh:
-        rows = find_publications(
+        text, events = show_publications(
             wh,
             run_date=args.run_date,
             item=args.item,
             location=args.location,
             forecast_date=args.date,
+            files=args.files,
         )
-    print(format_publications(rows))
-    return 0 if rows else 1
+    print(text)
+    return 0 if events else 1
 
 
 def _audit_verify() -> int:
@@ -535,12 +536,14 @@ def build_parser() -> argparse.ArgumentParser:
     ausub = au.add_subparsers(dest="action", required=True)
     aus = ausub.add_parser(
         "show",
-        help="the publication events (model, inputs, checksums) behind a run or a forecast",
+        help="the forecast published for an item/location/date, then the publication events "
+        "behind it (model, code, checksums, inputs)",
     )
     aus.add_argument("--run-date", type=_date, help="the run (business day) that published")
     aus.add_argument("--item", metavar="ID", help="canonical item id (source:native id)")
     aus.add_argument("--location", metavar="ID", help="canonical location id")
     aus.add_argument("--date", type=_date, help="the forecast date")
+    aus.add_argument("--files", action="store_true", help="list every input file with its sha256")
     ausub.add_parser(
         "verify",
         help="check every audit row against the hash chain; exit 1 naming the first bad row",
@@ -598,10 +601,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _own_lines_or_warnings(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or record.name.split(".")[0] == "nightcast"
+
+
+def configure_logging() -> None:
+    """Log Nightcast's own INFO lines (what a command did, progress) and other libraries'
+    lines from WARNING up, on stderr. A filter on the handler, not logger levels: Great
+    Expectations sets its own loggers to INFO and logs ~200 lines on import. Logging that is
+    configured already (a test runner, a program calling ``main``) is left alone."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_own_lines_or_warnings)
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging()
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -251,9 +251,13 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "data_dir", "models_dir", "warehouse_path", "sources_dir", "dbt_project_dir",
+        "data_dir",
+        "models_dir",
+        "warehouse_path",
+        "sources_dir",
+        "dbt_project_dir",
         "expectations_dir",
-    )  # fmt: skip
+    )
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return Path(value).expanduser().resolve()
@@ -424,8 +428,11 @@ def reference_markdown() -> str:
     for name, info in Settings.model_fields.items():
         default = info.get_default()
         if name in ("models_dir", "warehouse_path", "warehouse_url"):
-            shown = {"models_dir": "<data dir>/models", "warehouse_path": "<data dir>/warehouse.duckdb",
-                     "warehouse_url": "duckdb:///<warehouse path>"}[name]  # fmt: skip
+            shown = {
+                "models_dir": "<data dir>/models",
+                "warehouse_path": "<data dir>/warehouse.duckdb",
+                "warehouse_url": "duckdb:///<warehouse path>",
+            }[name]
         elif isinstance(default, Path):
             shown = default.relative_to(PROJECT_ROOT).as_posix() + "/ (in the checkout)"
         elif default in (None, "", ()):

@@ -296,9 +296,11 @@ class Location:
         staged = self.path if fresh_name and not self.is_local else self._staged()
         try:
             pafs.copy_files(
-                str(local), staged, source_filesystem=pafs.LocalFileSystem(),
+                str(local),
+                staged,
+                source_filesystem=pafs.LocalFileSystem(),
                 destination_filesystem=self.fs,
-            )  # fmt: skip
+            )
             if staged != self.path:
                 self._commit(staged)
         except OSError as exc:

@@ -199,6 +199,12 @@ def test_duckdb_publish_and_the_audit_show_cli(
 ) -> None:
     with open_warehouse(duck_url) as w:
         shas = seed(w, tmp_path / "lake")
+        # The dbt dimensions' names (dbt is not run here; these are the columns it builds).
+        w.execute("create schema if not exists marts")
+        w.execute("create table marts.dim_item (item_id varchar, item_name varchar)")
+        w.execute("insert into marts.dim_item values ('demo:2', 'Pear'), ('demo:3', 'Plum')")
+        w.execute("create table marts.dim_location (location_id varchar, location_name varchar)")
+        w.execute("insert into marts.dim_location values ('demo:L1', 'North Store')")
     publish(get_settings(), D)
     with open_warehouse(duck_url) as w:
         row = check_published_row(w, shas)
@@ -206,14 +212,32 @@ def test_duckdb_publish_and_the_audit_show_cli(
     capsys.readouterr()
     args = ["audit", "show", "--item", "demo:2", "--location", "demo:L1"]
     assert main([*args, "--date", FORECAST_DATE.isoformat()]) == 0
-    out = capsys.readouterr().out
-    assert f"run {D.isoformat()}: published" in out
+    lines = capsys.readouterr().out.splitlines()
+    # The forecast first: the series by name and id, then its row (date, horizon, P10/P50/P90, model).
+    assert lines[0].startswith(f"run {D.isoformat()}: published at ")
+    assert lines[1] == "  forecast of Pear (demo:2) at North Store (demo:L1):"
+    assert lines[2].split() == ["date", "h", "P10", "P50", "P90", "model"]
+    assert lines[3].split() == [FORECAST_DATE.isoformat(), "1", "1.00", "2.25", "4.00", "m1"]
+    # Then the provenance, compactly: no input file hash unless --files.
+    out = "\n".join(lines[4:])
     assert row["event_id"] in out and "model:    m1" in out
-    assert f"3 rows, sha256 {expected_checksum()}" in out
-    assert all(sha in out for sha in shas.values())
+    assert f"the run's 3 forecast rows, sha256 {expected_checksum()}" in out
+    assert "inputs:   2 file(s), 3 rows, 2 sha256 recorded (demo.items, demo.order_lines)" in out
+    assert not any(sha in out for sha in shas.values())
+    assert len(lines) == 10, lines
     assert "held_back" not in out  # run 2025-05-02 did not forecast that item
+
+    assert main([*args, "--files"]) == 0
+    out = capsys.readouterr().out
+    assert all(sha in out for sha in shas.values())
+
+    assert main(["audit", "show", "--item", "demo:3"]) == 0
+    out = capsys.readouterr().out
+    assert "forecast of Plum (demo:3) at North Store (demo:L1):" in out
+    assert "demo:2" not in out and "2.25" not in out  # only the item asked for
     assert main(["audit", "show", "--run-date", "2025-05-02"]) == 0
-    assert "held_back" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "held_back" in out and "forecast of" not in out  # a run alone: no rows listed
     assert main(["audit", "show", "--item", "demo:nope"]) == 1
 
 

@@ -8,7 +8,7 @@ import pytest
 from _demand import FAST, make_demand
 
 from nightcast.forecasting import ForecastModel
-from nightcast.forecasting.explain import contributions, explain, feature_label
+from nightcast.forecasting.explain import contributions, explain
 
 STATICS = ["item_id", "location_id", "department", "country"]
 HORIZON = 14
@@ -87,8 +87,6 @@ def test_feature_values_are_shown_in_units_and_categories_by_name(fitted) -> Non
     assert row.loc["mean_28", "feature_value"] == pytest.approx(recent["y"].sum() / 28, rel=1e-4)
     assert row.loc["item_id", "category_value"] == "I2"
     assert row.loc["country", "category_value"] == "DE"
-    assert feature_label("mean_28") == "recent 28-day mean"
-    assert feature_label("on_promo") == "on promotion"
 
 
 def test_a_driving_feature_dominates_the_explanation() -> None:
@@ -119,21 +117,3 @@ def test_a_driving_feature_dominates_the_explanation() -> None:
     assert len(on) and (on["contribution"] > 2).all()
     assert (promo.loc[promo["on_promo"] == 0, "contribution"] < 0).all()
     assert on["prediction"].mean() == pytest.approx(8.0, abs=1.0)
-
-
-def test_bi_view_labels_match_the_cli_labels() -> None:
-    """marts.forecast_explanations spells every feature as `nightcast explain` does."""
-    import re
-    from pathlib import Path
-
-    from nightcast.forecasting.explain import FEATURE_LABELS
-
-    sql = (
-        Path(__file__).resolve().parents[2] / "dbt_project/models/marts/forecast_explanations.sql"
-    ).read_text()
-    in_sql = dict(re.findall(r"when feature = '([^']+)' then '([^']+)'", sql))
-    assert in_sql == FEATURE_LABELS
-    for name in ("mean_28", "season_mean_8", "std_28", "zero_frac_28", "known_frac_28"):
-        prefix = name.rsplit("_", 1)[0] + "_"
-        assert f"= '{prefix}'" in sql, name
-        assert feature_label(name) != name

@@ -9,8 +9,10 @@ end-to-end test.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, timedelta
+from html import unescape
 from pathlib import Path
 
 import pandas as pd
@@ -30,6 +32,13 @@ SERIES = {
     ("shop:C", "shop:L2"): ("dairy", 3.0, 3.5, 3.0),
 }
 HORIZON = 28
+# The dimensions' names; shop:L2 has a row without one (the report falls back to the id).
+NAMES = {
+    "shop:A": "Sourdough loaf",
+    "shop:B": "Rye bread",
+    "shop:C": "Whole milk",
+    "shop:L1": "Main Street",
+}
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,7 @@ def _insert(wh: Warehouse, qualified: str, df: pd.DataFrame) -> None:
     wh.insert_arrow(qualified, pa.Table.from_pandas(df, preserve_index=False))
 
 
-def build_marts(wh: Warehouse, actuals: pd.DataFrame, stale: bool) -> None:
+def build_marts(wh: Warehouse, actuals: pd.DataFrame) -> None:
     wh.execute("create schema if not exists marts")
     wh.execute(
         "create table marts.fct_sales_daily (item_id varchar, location_id varchar, "
@@ -75,21 +84,27 @@ def build_marts(wh: Warehouse, actuals: pd.DataFrame, stale: bool) -> None:
     _insert(wh, "marts.fct_sales_daily", actuals)
     wh.execute("create table marts.dim_item (item_id varchar, item_name varchar, category varchar)")
     for item, cat in {(i, s[0]) for (i, _), s in SERIES.items()}:
-        wh.execute("insert into marts.dim_item values (?, ?, ?)", [item, item, cat])
+        wh.execute("insert into marts.dim_item values (?, ?, ?)", [item, NAMES[item], cat])
+    wh.execute("create table marts.dim_location (location_id varchar, location_name varchar)")
+    for loc in sorted({loc for _, loc in SERIES}):
+        wh.execute("insert into marts.dim_location values (?, ?)", [loc, NAMES.get(loc)])
     wh.execute(
         "create table marts.forecast_accuracy (run_date date, horizon integer, "
         "abs_error double precision, actual_quantity double precision)"
     )
-    for k, wape in ((10, 0.30), (9, 0.25), (8, 0.20)):
+    # Runs old enough for all 28 horizons to have been scored by night D.
+    for k, wape in ((40, 0.30), (39, 0.25), (38, 0.20)):
         for h in range(1, HORIZON + 1):
             wh.execute(
                 "insert into marts.forecast_accuracy values (?, ?, ?, 100)",
                 [D - timedelta(days=k), h, wape * 100 * (1 + (h > 7))],
             )
+    # The live view answers for the wall clock: long after these nights, stale. A report of
+    # night D says what was true once D had run, whenever it is rendered.
     wh.execute("create table marts.forecast_freshness (is_stale boolean, stale_reason varchar)")
     wh.execute(
-        "insert into marts.forecast_freshness values (?, ?)",
-        [stale, "latest run 2025-05-01 is failed: dbt test" if stale else None],
+        "insert into marts.forecast_freshness values (true, ?)",
+        [f"no run for {date.today() - timedelta(days=1)} was published by 06:30; BI shows run {D}"],
     )
 
 
@@ -117,8 +132,8 @@ def build_ops(wh: Warehouse, feature_drift: bool) -> None:
     if feature_drift:
         # No table check: ops.feature_drift is created by ensure_schema.
         for feature, psi, ks, status in (
-            ("lag_7", 0.31, 0.2, "drift"),
-            ("price", 0.02, None, "ok"),
+            ("ewm_0.3", 0.31, 0.2, "drift"),
+            ("country", 0.02, None, "ok"),
         ):
             wh.execute(
                 "insert into ops.feature_drift (run_date, model_version, feature, feature_kind, "
@@ -127,9 +142,7 @@ def build_ops(wh: Warehouse, feature_drift: bool) -> None:
             )
 
 
-def build_warehouse(
-    tmp: Path, *, stale: bool = False, feature_drift: bool = True, url: str | None = None
-) -> Known:
+def build_warehouse(tmp: Path, *, feature_drift: bool = True, url: str | None = None) -> Known:
     """A warehouse holding the known data (DuckDB in ``tmp``, or ``url``); Settings point at it."""
     mp = pytest.MonkeyPatch()
     mp.setenv("NIGHTCAST_DATA_DIR", str(tmp))
@@ -151,6 +164,13 @@ def build_warehouse(
                 "insert into forecast.runs values (?, 'm1', 'published', 4, 28, 112, null, null)",
                 [run],
             )
-        build_marts(wh, actuals, stale)
+        build_marts(wh, actuals)
         build_ops(wh, feature_drift)
     return Known(forecasts=fc, actuals=actuals, settings=settings)
+
+
+def text_of(page: str, element_id: str) -> str:
+    """The text of the element with ``element_id`` in a report page, tags stripped."""
+    found = re.search(rf'id="{element_id}"[^>]*>(.*?)</(p|div)>', page, re.S)
+    assert found, element_id
+    return unescape(re.sub(r"<[^>]+>", "", found.group(1)))

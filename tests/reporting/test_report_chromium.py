@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _report_world import D, Known, build_warehouse
+from _report_world import PREVIOUS, D, Known, build_warehouse
 
 from nightcast.pipeline.report import report
+from nightcast.warehouse.base import open_warehouse
 
 INSTALL = "apt-get install -y --no-install-recommends chromium"
 
@@ -186,7 +187,7 @@ def test_report_renders_plots_and_headline_numbers_in_chromium(
     # one P10-P90 band per forecast chart; actual + P50 lines per forecast chart, 3 WAPE buckets
     assert dom.shapes["polygon"] == 3
     assert dom.shapes["polyline"] == 3 * 2 + 3
-    assert "shop:A @ shop:L1: +56" in dom.svg_titles  # 280 vs 224 of the previous run
+    assert "Sourdough loaf @ Main Street: +56" in dom.svg_titles  # 280 vs 224 of the previous run
     assert dom.by_id["dq-status"] == "3 checks: 2 passed, 0 critical and 1 warning failures"
     assert dom.by_id["quarantine-status"] == "3 input rows quarantined"
     assert dom.by_id["drift-status"] == "2 features: 1 drift, 1 ok"
@@ -202,11 +203,18 @@ def test_report_renders_plots_and_headline_numbers_in_chromium(
 
 
 def test_stale_run_and_missing_drift_are_visible(tmp_path: Path) -> None:
-    known = build_warehouse(tmp_path, stale=True, feature_drift=False)
+    known = build_warehouse(tmp_path, feature_drift=False)
+    with open_warehouse(known.settings.warehouse_url) as wh:
+        wh.execute(
+            "update forecast.runs set status = 'failed', message = ? where run_date = ?",
+            ["dbt build failed (1 node(s))\n  model fct_sales_daily: ...", D],
+        )
     dom = dump_dom(Path(report(known.settings, D)["path"]))
 
     assert dom.cards["fresh"] == "STALE"
-    assert dom.by_id["freshness-status"].startswith("STALE: latest run 2025-05-01 is failed")
+    assert dom.by_id["freshness-status"] == (
+        f"STALE: run {D} is failed: dbt build failed (1 node(s)); BI shows run {PREVIOUS}"
+    )
     assert dom.by_id["drift-status"] == "no drift data"
 
 
@@ -264,8 +272,10 @@ def test_report_of_a_real_nightly_dag_run_renders_its_numbers(tmp_path: Path) ->
         (scored,) = query(
             "select count(*) from marts.forecast_accuracy where run_date <= ?", [night]
         )[0]
-        # From the clock when queried: a night replayed from the past is overdue by now.
-        (stale,) = query("select is_stale from marts.forecast_freshness")[0]
+        item_names = {name for (name,) in query("select item_name from marts.dim_item")}
+        location_names = {name for (name,) in query("select location_name from marts.dim_location")}
+        # The live view answers for the wall clock: a night replayed from the past is overdue.
+        (live_stale,) = query("select is_stale from marts.forecast_freshness")[0]
     dom = dump_dom(page)
 
     assert p50_28 < 1e6 and actual_28 < 1e6, "formatting below assumes thousands, not millions"
@@ -274,7 +284,8 @@ def test_report_of_a_real_nightly_dag_run_renders_its_numbers(tmp_path: Path) ->
     assert dom.cards["seriesForecast"] == f"{series:,}"
     assert dom.cards["p50Next28"] == f"{p50_28:,.0f}"
     assert dom.cards["actualLast28"] == f"{actual_28:,.0f}"
-    assert dom.cards["fresh"] == ("STALE" if stale else "fresh")
+    # The report says what was true once the night had run: it was published.
+    assert live_stale is True and dom.cards["fresh"] == "fresh"
     shown = min(categories, 12)
     assert dom.shapes["polygon"] == 1 + shown  # a P10-P90 band per forecast chart
     # the first night has nothing scored yet: the accuracy section says so instead of a chart
@@ -284,6 +295,11 @@ def test_report_of_a_real_nightly_dag_run_renders_its_numbers(tmp_path: Path) ->
         f"{checks:,} checks: {checks - crit - warn:,} passed, {crit:,} critical and "
         f"{warn:,} warning failures"
     )
+    # The movers by the ERP's names (the dbt dimensions), not by ids.
+    movers = [title.rsplit(": ", 1)[0].split(" @ ") for title in dom.svg_titles if " @ " in title]
+    assert movers and all(
+        item in item_names and where in location_names for item, where in movers
+    ), movers
     shot = tmp_path / "nightly.png"
     run_chromium("--window-size=1200,1400", f"--screenshot={shot}", page.as_uri())
     assert non_white_share(shot) > 0.03, "the screenshot of the report is (almost) blank"

@@ -40,8 +40,8 @@ def test_report_queries_agree_on_duckdb_and_postgres(tmp_path: Path) -> None:
         list(pg.feature_drift["feature"])
         == list(duck.feature_drift["feature"])
         == [
-            "lag_7",
-            "price",
+            "ewm_0.3",
+            "country",
         ]
     )
 
@@ -78,3 +78,22 @@ def test_a_backfill_of_an_older_date_leaves_latest_on_the_newest_night(known: Kn
     older = Path(report(known.settings, PREVIOUS)["path"])
     assert older.exists() and PREVIOUS.isoformat() in older.read_text()
     assert latest.read_text() == newest  # still night D's page
+
+
+def test_movers_name_items_and_locations(known: Known) -> None:
+    page = Path(report(known.settings, D)["path"]).read_text()
+    movers = page[page.index('<section id="movers">') :]
+    movers = movers[: movers.index("</section>")]
+    # The chart by name; the table by name and id; the id alone where the dimension has none.
+    assert "<title>Sourdough loaf @ Main Street: +56</title>" in movers
+    assert "<td>Sourdough loaf (shop:A)</td><td>Main Street (shop:L1)</td>" in movers
+    assert "<td>Whole milk (shop:C)</td><td>shop:L2</td>" in movers
+    assert "<td>shop:A</td>" not in movers
+
+
+def test_drift_table_names_features_in_words(known: Known) -> None:
+    page = Path(report(known.settings, D)["path"]).read_text()
+    drift = page[page.index('<section id="drift">') :]
+    alpha = "\N{GREEK SMALL LETTER ALPHA}"
+    assert f"<td>exponentially weighted mean of demand ({alpha} 0.3)</td><td>ewm_0.3</td>" in drift
+    assert "<td>country</td><td>country</td>" in drift

@@ -3,11 +3,9 @@ and a quality section whose counts agree with each other."""
 
 from __future__ import annotations
 
-import re
-from html import unescape
 from pathlib import Path
 
-from _report_world import PREVIOUS, D, Known, build_warehouse
+from _report_world import PREVIOUS, D, Known, build_warehouse, text_of
 
 from nightcast.pipeline.report import report
 from nightcast.warehouse.base import open_warehouse
@@ -15,7 +13,7 @@ from nightcast.warehouse.base import open_warehouse
 
 def held_back(tmp_path: Path) -> Known:
     """The report world, but run D failed at the gate: no forecasts, its rejects held back."""
-    known = build_warehouse(tmp_path, stale=True)
+    known = build_warehouse(tmp_path)
     with open_warehouse(known.settings.warehouse_url) as wh:
         wh.execute("delete from forecast.forecasts where run_date = ?", [D])
         wh.execute(
@@ -30,12 +28,6 @@ def held_back(tmp_path: Path) -> Known:
             [D],
         )
     return known
-
-
-def text_of(page: str, element_id: str) -> str:
-    found = re.search(rf'id="{element_id}"[^>]*>(.*?)</(p|div)>', page, re.S)
-    assert found, element_id
-    return unescape(re.sub(r"<[^>]+>", "", found.group(1)))
 
 
 def test_a_held_back_night_headlines_nothing_published_and_the_run_bi_shows(

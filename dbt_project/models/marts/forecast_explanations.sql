@@ -2,8 +2,9 @@
     BI contract: why the latest *published* forecasts are what they are.
 
     A view, like forecast_latest, so it switches to a new run at the moment the
-    run is marked published. The labels mirror
-    nightcast.forecasting.explain.FEATURE_LABELS (the CLI uses those).
+    run is marked published. The labels mirror nightcast.forecasting.labels.feature_label
+    for the nightly (daily) model; tests/forecasting/test_feature_labels.py runs this
+    CASE on every feature the model builds and compares.
 -#}
 {{ config(materialized='view') }}
 
@@ -33,8 +34,7 @@ labelled as (
             when feature = 'last_known' then 'last known demand'
             when feature = 'age' then 'days since first sale'
             when feature = 'since_sale' then 'days since last sale'
-            when feature = 'ewm_0.1' then 'smoothed demand (slow)'
-            when feature = 'ewm_0.3' then 'smoothed demand (fast)'
+            when feature = 'year_ago_level' then 'level a year before the run date'
             when feature = 'month' then 'month'
             when feature = 'week_of_year' then 'week of year'
             when feature = 'day_of_week' then 'day of week'
@@ -48,6 +48,7 @@ labelled as (
             when feature = 'category' then 'category'
             when feature = 'location_type' then 'location type'
             when feature = 'country' then 'country'
+            when feature = 'season_mean_1' then 'same weekday, last week'
             when substr(feature, 1, 12) = 'season_mean_'
                 then 'same weekday, last ' || substr(feature, 13) || ' weeks'
             when substr(feature, 1, 5) = 'mean_'
@@ -58,6 +59,10 @@ labelled as (
                 then 'share of zero-demand days (' || substr(feature, 11) || ' days)'
             when substr(feature, 1, 11) = 'known_frac_'
                 then 'share of days with data (' || substr(feature, 12) || ' days)'
+            when substr(feature, 1, 4) = 'ewm_'
+                then 'exponentially weighted mean of demand (α ' || substr(feature, 5) || ')'
+            when substr(feature, 1, 9) = 'year_ago_'
+                then 'demand a year before the forecast date (' || substr(feature, 10) || '-day mean)'
             else feature
         end as feature_label
 

@@ -25,12 +25,12 @@ from nightcast.audit.records import (
     default_actor,
     find_publications,
     forecast_checksum,
-    format_publications,
     input_snapshot,
     record_held_back,
     record_override,
     record_publication,
 )
+from nightcast.audit.show import forecast_rows, show_publications
 
 __all__ = [
     "AUDIT_TABLE_NAMES",
@@ -39,9 +39,10 @@ __all__ = [
     "default_actor",
     "find_publications",
     "forecast_checksum",
-    "format_publications",
+    "forecast_rows",
     "input_snapshot",
     "record_held_back",
     "record_override",
     "record_publication",
+    "show_publications",
 ]

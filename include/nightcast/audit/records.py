@@ -330,28 +330,3 @@ def find_publications(
         sql += " where " + " and ".join(where)
     sql += " order by p.decided_at desc, p.event_id"
     return [dict(zip(PUBLICATION_COLUMNS, r, strict=True)) for r in wh.fetchall(sql, params)]
-
-
-def format_publications(rows: list[dict[str, Any]]) -> str:
-    """Human-readable publication events (``nightcast audit show``)."""
-    if not rows:
-        return "no audit publication matches"
-    out: list[str] = []
-    for r in rows:
-        out.append(
-            f"run {_text(r['run_date'])}: {r['decision']} at {r['decided_at']} by {r['actor']}"
-            + (f" ({r['reason']})" if r["reason"] else "")
-        )
-        out.append(f"  event:    {r['event_id']}")
-        out.append(f"  model:    {r['model_version'] or '-'}")
-        out.append(f"  params:   {r['model_params'] or '-'}")
-        out.append(f"  code:     {r['code_version'] or '-'}")
-        out.append(f"  forecast: {r['forecast_rows']} rows, sha256 {r['forecast_checksum']}")
-        files = json.loads(r["input_snapshot"]) if r["input_snapshot"] else []
-        out.append(f"  inputs:   {len(files)} landed file(s)")
-        for f in files:
-            out.append(
-                f"    {f['source']}.{f['table']}: {f['rows']} rows, sha256 {f['sha256'] or 'missing'}"
-                f"  {f['path']}"
-            )
-    return "\n".join(out)

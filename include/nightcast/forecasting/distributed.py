@@ -154,7 +154,9 @@ class DaskTrainer:
             ) from err
         log.info(
             "dask: trained %s booster on %s in %.2fs",
-            params.get("objective"), self.address, time.perf_counter() - t0,
-        )  # fmt: skip
+            params.get("objective"),
+            self.address,
+            time.perf_counter() - t0,
+        )
         booster: lgb.Booster = result["booster"]
         return booster

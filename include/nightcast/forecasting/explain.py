@@ -41,51 +41,19 @@ LOG_LINK = ("tweedie", "poisson", "gamma")
 # Features computed as (level / scale): multiplied back to units for display.
 SCALED_PREFIXES = ("lag_", "last_known", "mean_", "std_", "ewm_", "season_mean_")
 EXPLANATION_COLUMNS = [
-    ID, DS, "horizon", "quantile", "rank", "feature", "feature_value", "category_value",
-    "contribution", "share", "base_value", "prediction",
-]  # fmt: skip
-
-# Words for the daily model's features (the dbt mart forecast_explanations uses the same).
-FEATURE_LABELS = {
-    "horizon": "days ahead",
-    "log_scale": "recent level (28-day mean)",
-    "lag_1": "demand on the run date",
-    "last_known": "last known demand",
-    "age": "days since first sale",
-    "since_sale": "days since last sale",
-    "ewm_0.1": "smoothed demand (slow)",
-    "ewm_0.3": "smoothed demand (fast)",
-    "month": "month",
-    "week_of_year": "week of year",
-    "day_of_week": "day of week",
-    "day_of_month": "day of month",
-    "weeks_to_xmas": "weeks to Christmas",
-    "on_promo": "on promotion",
-    "is_holiday": "public holiday",
-    "item_id": "item",
-    "location_id": "location",
-    "department": "department",
-    "category": "category",
-    "location_type": "location type",
-    "country": "country",
-}
-_PATTERNS = (
-    ("mean_", "recent {}-day mean"),
-    ("std_", "{}-day variability"),
-    ("zero_frac_", "share of zero-demand days ({} days)"),
-    ("known_frac_", "share of days with data ({} days)"),
-    ("season_mean_", "same weekday, last {} weeks"),
-)
-
-
-def feature_label(name: str) -> str:
-    """Words for a feature name, e.g. ``mean_28`` -> 'recent 28-day mean'."""
-    if name in FEATURE_LABELS:
-        return FEATURE_LABELS[name]
-    for prefix, words in _PATTERNS:
-        if name.startswith(prefix) and name.removeprefix(prefix).isdigit():
-            return words.format(name.removeprefix(prefix))
-    return name
+    ID,
+    DS,
+    "horizon",
+    "quantile",
+    "rank",
+    "feature",
+    "feature_value",
+    "category_value",
+    "contribution",
+    "share",
+    "base_value",
+    "prediction",
+]
 
 
 def _display_values(

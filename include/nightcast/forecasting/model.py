@@ -196,18 +196,28 @@ class ForecastModel:
     def clone(self) -> ForecastModel:
         """An unfitted copy with the same settings."""
         twin = ForecastModel(
-            self._params, self.horizon, self.freq, self.quantiles, self.objective,
-            self.max_origins, self.max_train_rows, self.trainer,
-        )  # fmt: skip
+            params=self._params,
+            horizon=self.horizon,
+            freq=self.freq,
+            quantiles=self.quantiles,
+            objective=self.objective,
+            max_origins=self.max_origins,
+            max_train_rows=self.max_train_rows,
+            trainer=self.trainer,
+        )
         twin._user_params = set(self._user_params)
         return twin
 
     # ------------------------------------------------------------------ design matrix
     def _layout(self) -> FeatureLayout:
         return FeatureLayout(
-            self.spec, self.horizon, self.calendar, self.exog_cols,
-            self.static_cols, self.categories,
-        )  # fmt: skip
+            spec=self.spec,
+            horizon=self.horizon,
+            calendar=self.calendar,
+            exog_cols=self.exog_cols,
+            static_cols=self.static_cols,
+            categories=self.categories,
+        )
 
     def _design(
         self, panel: Panel, stats: HistoryStats, s: np.ndarray, o: np.ndarray, h: np.ndarray
@@ -314,8 +324,11 @@ class ForecastModel:
         }
         log.info(
             "fit: %d rows, %d series, %d training rows, %.2fs",
-            self._train_info["rows"], panel.n_series, len(target), self._train_info["fit_seconds"],
-        )  # fmt: skip
+            self._train_info["rows"],
+            panel.n_series,
+            len(target),
+            self._train_info["fit_seconds"],
+        )
         return self
 
     def _train_params(self) -> dict[str, Any]:
@@ -395,8 +408,10 @@ class ForecastModel:
             out[name] = preds[:, j]
         log.info(
             "predict: %d rows, %d series, %.2fs",
-            len(df_history), len(design.ids) // self.horizon, time.perf_counter() - t0,
-        )  # fmt: skip
+            len(df_history),
+            len(design.ids) // self.horizon,
+            time.perf_counter() - t0,
+        )
         return out
 
     def prediction_design(
@@ -424,9 +439,15 @@ class ForecastModel:
         hist = df_history.assign(**{c: 0.0 for c in missing}) if missing else df_history
         cut = pd.Timestamp(cutoff) if cutoff is not None else None
         panel = build_panel(
-            hist, self.spec, cut, self.static_cols, self.exog_cols, self.stockout_col,
-            future=(future_df, self.horizon), name="df_history",
-        )  # fmt: skip
+            hist,
+            self.spec,
+            cutoff=cut,
+            static_cols=self.static_cols,
+            exog_cols=self.exog_cols,
+            stockout_col=self.stockout_col,
+            future=(future_df, self.horizon),
+            name="df_history",
+        )
         stats = HistoryStats(panel, self.spec)
         s, o, rows = prediction_rows(panel, self.horizon)
         x, scale = self._design(panel, stats, s, o, rows)

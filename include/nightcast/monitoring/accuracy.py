@@ -98,9 +98,12 @@ def sales_window(wh: Warehouse, first: date, last: date) -> tuple[pd.DataFrame, 
 
 
 def naive_scales(
-    keys: pd.DataFrame, sales: pd.DataFrame, starts: pd.DataFrame, runs: pd.DatetimeIndex,
+    keys: pd.DataFrame,
+    sales: pd.DataFrame,
+    starts: pd.DataFrame,
+    runs: pd.DatetimeIndex,
     first: pd.Timestamp,
-) -> np.ndarray:  # fmt: skip
+) -> np.ndarray:
     """``[len(keys), len(runs)]`` in-sample seasonal-naive MAE of each series at each run date.
 
     ``keys`` (item_id, location_id) index the rows; days run from ``first`` to the
@@ -220,8 +223,12 @@ def score_accuracy(wh: Warehouse, evaluation_date: date, lookback_days: int) -> 
             wh.insert_arrow(TABLE, _as_arrow(rows))
     log.info(
         "accuracy %s: %d published runs scored (lookback %d days), %d forecasts, %d rows",
-        evaluation_date, len(runs), lookback_days, forecasts_scored(rows), len(rows),
-    )  # fmt: skip
+        evaluation_date,
+        len(runs),
+        lookback_days,
+        forecasts_scored(rows),
+        len(rows),
+    )
     return rows
 
 

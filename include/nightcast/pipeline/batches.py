@@ -214,7 +214,12 @@ def snapshot_inputs(lake: Location, run_date: date) -> list[dict[str, object]]:
             with path.open_input() as f:
                 rows = pq.read_metadata(f).num_rows
             out.append(
-                {"source": "forecast_input", "table": name, "path": str(path), "rows": rows,
-                 "sha256": file_sha256(path)}
-            )  # fmt: skip
+                {
+                    "source": "forecast_input",
+                    "table": name,
+                    "path": str(path),
+                    "rows": rows,
+                    "sha256": file_sha256(path),
+                }
+            )
     return out

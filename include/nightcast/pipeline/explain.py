@@ -24,8 +24,9 @@ import pandas as pd
 import pyarrow as pa
 
 from nightcast.config import Settings, get_settings
-from nightcast.forecasting.explain import EXPLANATION_COLUMNS, feature_label
+from nightcast.forecasting.explain import EXPLANATION_COLUMNS
 from nightcast.forecasting.explain import explain as explain_forecasts
+from nightcast.forecasting.labels import feature_label
 from nightcast.forecasting.model import ForecastModel
 from nightcast.forecasting.registry import load_version
 from nightcast.pipeline import batches
@@ -116,8 +117,13 @@ def _explain_version(
         done, elapsed = min(i + BATCH_SERIES, len(ids)), time.monotonic() - started
         log.info(
             "explain %s: %d/%d series with %s, %.0fs, %.1f series/s",
-            run_date, done, len(ids), version, elapsed, done / max(elapsed, 1e-9),
-        )  # fmt: skip
+            run_date,
+            done,
+            len(ids),
+            version,
+            elapsed,
+            done / max(elapsed, 1e-9),
+        )
     return _rows(version, pd.concat(parts, ignore_index=True), series, run_date)
 
 
@@ -192,9 +198,14 @@ def explain(settings: Settings, run_date: date) -> dict[str, Any]:
     with warehouse(settings) as wh, wh.transaction():
         n = wh.replace_partition(TABLE, "run_date", run_date, table)
         record_task(
-            wh, run_date, "explain", rows_in=len(chosen), rows_out=n, seconds=seconds,
+            wh,
+            run_date,
+            "explain",
+            rows_in=len(chosen),
+            rows_out=n,
+            seconds=seconds,
             summary=summary,
-        )  # fmt: skip
+        )
     log.info("explain %s: %d rows for %s (%.1fs)", run_date, n, summary, seconds)
     return {"rows": n, "series": len(chosen), "sampled": sampled, "seconds": round(seconds, 1)}
 
@@ -329,11 +340,20 @@ def explain_one(
     rows = rows.head(k).reset_index(drop=True)
     first = rows.iloc[0]
     return Explanation(
-        run, item_id, location_id, forecast_date, int(found[0]), str(found[2]), float(found[1]),
-        float(first["prediction"]), float(first["base_value"]),
-        rows[["rank", "feature", "feature_value", "category_value", "contribution", "share"]],
-        source,
-    )  # fmt: skip
+        run_date=run,
+        item_id=item_id,
+        location_id=location_id,
+        forecast_date=forecast_date,
+        horizon=int(found[0]),
+        model_version=str(found[2]),
+        p50=float(found[1]),
+        prediction=float(first["prediction"]),
+        base_value=float(first["base_value"]),
+        contributions=rows[
+            ["rank", "feature", "feature_value", "category_value", "contribution", "share"]
+        ],
+        source=source,
+    )
 
 
 def format_explanation(e: Explanation) -> str:

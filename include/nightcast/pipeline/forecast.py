@@ -236,14 +236,23 @@ def forecast_plan(settings: Settings, run_date: date) -> list[dict[str, Any]]:
     summary = f"model {version}, {len(series)} series in {len(cut)} batch(es)"
     with warehouse(settings) as wh:
         record_task(
-            wh, run_date, "forecast_plan", rows_in=len(history), rows_out=len(series),
-            seconds=seconds, summary=summary,
-        )  # fmt: skip
+            wh,
+            run_date,
+            "forecast_plan",
+            rows_in=len(history),
+            rows_out=len(series),
+            seconds=seconds,
+            summary=summary,
+        )
     log.info(
         "forecast_plan %s: %s%s, shadow %s, %d stale part(s) removed (%.1fs)",
-        run_date, summary, " (newly trained)" if trained else "",
-        plan.shadow_version or "off", len(stale), seconds,
-    )  # fmt: skip
+        run_date,
+        summary,
+        " (newly trained)" if trained else "",
+        plan.shadow_version or "off",
+        len(stale),
+        seconds,
+    )
     return [
         {"batch": k, "batches": len(cut), "series": len(ids), "plan": str(path)}
         for k, ids in enumerate(cut)
@@ -278,9 +287,16 @@ def forecast_batch(settings: Settings, run_date: date, batch: int) -> dict[str, 
         _shadow_batch(settings, plan, batch, history, future)
     log.info(
         "forecast_batch %s %d/%d: %d series x %d days with model %s, %d rows (%.1fs, %.0f series/s)",
-        run_date, batch + 1, len(plan.batches), len(ids), plan.horizon_days,
-        plan.model_version, len(out), seconds, len(ids) / max(seconds, 1e-9),
-    )  # fmt: skip
+        run_date,
+        batch + 1,
+        len(plan.batches),
+        len(ids),
+        plan.horizon_days,
+        plan.model_version,
+        len(out),
+        seconds,
+        len(ids) / max(seconds, 1e-9),
+    )
     return {"batch": batch, "series": len(ids), "rows": len(out), "path": str(path)}
 
 
@@ -303,8 +319,10 @@ def _shadow_batch(
     except Exception:
         log.warning(
             "shadow forecast of batch %d for %s failed; the nightly forecast goes on",
-            batch, run_date, exc_info=True,
-        )  # fmt: skip
+            batch,
+            run_date,
+            exc_info=True,
+        )
 
 
 def _load_shadow(settings: Settings, plan: batches.ForecastPlan, run_date: date) -> None:
@@ -324,9 +342,10 @@ def _load_shadow(settings: Settings, plan: batches.ForecastPlan, run_date: date)
         )
     except Exception:
         log.warning(
-            "shadow forecasts for %s not loaded; the nightly forecast goes on", run_date,
+            "shadow forecasts for %s not loaded; the nightly forecast goes on",
+            run_date,
             exc_info=True,
-        )  # fmt: skip
+        )
 
 
 def forecast(settings: Settings, run_date: date) -> dict[str, Any]:
@@ -355,18 +374,30 @@ def load_forecasts(settings: Settings, run_date: date) -> dict[str, Any]:
             [plan.model_version, series, n, plan.horizon_days, run_date],
         )
         record_task(
-            wh, run_date, "forecast_batch", rows_in=plan.history_rows, rows_out=data.num_rows,
-            seconds=batch_seconds, summary=f"{len(plan.batches)} batch(es)",
-        )  # fmt: skip
+            wh,
+            run_date,
+            "forecast_batch",
+            rows_in=plan.history_rows,
+            rows_out=data.num_rows,
+            seconds=batch_seconds,
+            summary=f"{len(plan.batches)} batch(es)",
+        )
         record_task(
-            wh, run_date, "load_forecasts", rows_in=data.num_rows, rows_out=n,
+            wh,
+            run_date,
+            "load_forecasts",
+            rows_in=data.num_rows,
+            rows_out=n,
             seconds=time.monotonic() - started,
-        )  # fmt: skip
+        )
     _load_shadow(settings, plan, run_date)
     log.info(
         "load_forecasts %s: %d rows for %d series from %d batch(es)",
-        run_date, n, series, len(plan.batches),
-    )  # fmt: skip
+        run_date,
+        n,
+        series,
+        len(plan.batches),
+    )
     return {"rows": n, "series": series, "batches": len(plan.batches)}
 
 

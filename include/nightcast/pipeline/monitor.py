@@ -71,8 +71,9 @@ def _drift(
         log.warning(
             "monitor %s: champion %s was saved without reference bins (trained before drift "
             "monitoring); drift skipped until the next retrain registers a model with them",
-            run_date, version,
-        )  # fmt: skip
+            run_date,
+            version,
+        )
         return version, []
     history = history_frame(wh, run_date)
     if history.empty:
@@ -207,10 +208,14 @@ def monitor(settings: Settings, run_date: date) -> dict[str, Any]:
     }
     with warehouse(settings) as wh:
         record_task(
-            wh, run_date, TASK_ID, rows_in=forecasts_scored(accuracy), rows_out=len(drift),
+            wh,
+            run_date,
+            TASK_ID,
+            rows_in=forecasts_scored(accuracy),
+            rows_out=len(drift),
             seconds=time.monotonic() - started,
             summary=f"{len(drift_breaches)} drift / {len(degraded)} accuracy breaches",
-        )  # fmt: skip
+        )
     gauges = {
         "drift.breaches": float(len(drift_breaches)),
         "accuracy.breaches": float(len(degraded)),

@@ -78,9 +78,15 @@ def check_referential_integrity(
     run_date = run_date or run_date_from(df)
     if column not in df.columns:
         return CheckResult(
-            run_date, table, name, column, severity, False, "column missing",
-            f"{table} has no column {column!r}",
-        )  # fmt: skip
+            run_date=run_date,
+            suite=table,
+            expectation=name,
+            column_name=column,
+            severity=severity,
+            success=False,
+            observed_value="column missing",
+            details=f"{table} has no column {column!r}",
+        )
     values = df[column]
     known = known_ids if isinstance(known_ids, set | frozenset) else set(known_ids)
     bad = values.notna() & ~values.isin(known)
@@ -88,25 +94,31 @@ def check_referential_integrity(
     n_checked = int(values.notna().sum())
     if not n_bad:
         return CheckResult(
-            run_date, table, name, column, severity, True, f"0 unknown of {n_checked}",
-            f"all {column} values exist in {ref}",
-        )  # fmt: skip
+            run_date=run_date,
+            suite=table,
+            expectation=name,
+            column_name=column,
+            severity=severity,
+            success=True,
+            observed_value=f"0 unknown of {n_checked}",
+            details=f"all {column} values exist in {ref}",
+        )
     positions = [int(p) for p in bad.to_numpy().nonzero()[0]]
     distinct = values[bad].unique()
     sample_ids = ", ".join(format_value(v) for v in distinct[:MAX_EXAMPLES])
     top = values[bad].value_counts(sort=True).head(MAX_EXAMPLES)
     return CheckResult(
-        run_date,
-        table,
-        name,
-        column,
-        severity,
-        False,
-        f"{n_bad} unknown of {n_checked}",
-        f"{n_bad} {table} rows reference {column} not in {ref} ({len(distinct)} distinct: "
-        f"{sample_ids}), e.g. {format_examples(df, positions, [column], key)}",
-        f"every {column} exists in {ref}",
-        tuple(Offending(column, format_value(v), int(n)) for v, n in top.items()),
+        run_date=run_date,
+        suite=table,
+        expectation=name,
+        column_name=column,
+        severity=severity,
+        success=False,
+        observed_value=f"{n_bad} unknown of {n_checked}",
+        details=f"{n_bad} {table} rows reference {column} not in {ref} ({len(distinct)} "
+        f"distinct: {sample_ids}), e.g. {format_examples(df, positions, [column], key)}",
+        rule=f"every {column} exists in {ref}",
+        offending=tuple(Offending(column, format_value(v), int(n)) for v, n in top.items()),
     )
 
 
@@ -128,15 +140,27 @@ def check_freshness(
     name = "nightcast_freshness"
     if column not in df.columns:
         return CheckResult(
-            run_date, suite, name, column, severity, False, "column missing",
-            f"{suite} has no column {column!r}",
-        )  # fmt: skip
+            run_date=run_date,
+            suite=suite,
+            expectation=name,
+            column_name=column,
+            severity=severity,
+            success=False,
+            observed_value="column missing",
+            details=f"{suite} has no column {column!r}",
+        )
     stamps = pd.to_datetime(df[column], errors="coerce", utc=True).dropna()
     if stamps.empty:
         return CheckResult(
-            run_date, suite, name, column, severity, True, "no rows",
-            f"no {column} values tonight; freshness not assessed",
-        )  # fmt: skip
+            run_date=run_date,
+            suite=suite,
+            expectation=name,
+            column_name=column,
+            severity=severity,
+            success=True,
+            observed_value="no rows",
+            details=f"no {column} values tonight; freshness not assessed",
+        )
     newest = stamps.max().tz_convert(None)
     # The run closes business day D, so anything updated on D counts as age 0.
     age_days = (pd.Timestamp(run_date) - newest.normalize()).days
@@ -150,7 +174,17 @@ def check_freshness(
         f"the extract may have read an old snapshot or a wrong window"
     )
     rule = f"newest {column} at most {max_age_days} days before the run date"
-    return CheckResult(run_date, suite, name, column, severity, ok, observed, details, rule)
+    return CheckResult(
+        run_date=run_date,
+        suite=suite,
+        expectation=name,
+        column_name=column,
+        severity=severity,
+        success=ok,
+        observed_value=observed,
+        details=details,
+        rule=rule,
+    )
 
 
 def check_quarantine_rate(
@@ -175,5 +209,13 @@ def check_quarantine_rate(
     )
     rule = f"quarantine rate under {threshold:.2%}"
     return CheckResult(
-        run_date, suite, "nightcast_quarantine_rate", None, severity, ok, observed, details, rule
+        run_date=run_date,
+        suite=suite,
+        expectation="nightcast_quarantine_rate",
+        column_name=None,
+        severity=severity,
+        success=ok,
+        observed_value=observed,
+        details=details,
+        rule=rule,
     )

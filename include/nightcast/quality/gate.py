@@ -186,16 +186,29 @@ def _to_check_result(
     missing = [c for c in _involved_columns(kwargs) if c not in df.columns]
     if missing:
         return CheckResult(
-            run_date, table, config.type, column, severity, False, "column missing",
-            f"{table} has no column {', '.join(missing)} (needed for: {rule}); check the mapping",
-        )  # fmt: skip
+            run_date=run_date,
+            suite=table,
+            expectation=config.type,
+            column_name=column,
+            severity=severity,
+            success=False,
+            observed_value="column missing",
+            details=f"{table} has no column {', '.join(missing)} (needed for: {rule}); "
+            "check the mapping",
+        )
     info = res.exception_info or {}
     if info.get("raised_exception"):
         message = str(info.get("exception_message") or "").splitlines()[0:1]
         return CheckResult(
-            run_date, table, config.type, column, severity, False, "error",
-            f"could not evaluate '{rule}' on {table}: {message[0] if message else 'error'}",
-        )  # fmt: skip
+            run_date=run_date,
+            suite=table,
+            expectation=config.type,
+            column_name=column,
+            severity=severity,
+            success=False,
+            observed_value="error",
+            details=f"could not evaluate '{rule}' on {table}: {message[0] if message else 'error'}",
+        )
     result = res.result or {}
     if "unexpected_count" in result:
         n_bad = int(result["unexpected_count"] or 0)
@@ -215,7 +228,15 @@ def _to_check_result(
         observed = format_value(result.get("observed_value"))
         details = f"{rule}: {'ok' if res.success else 'failed'}"
     return CheckResult(
-        run_date, table, config.type, column, severity, bool(res.success), observed, details, rule
+        run_date=run_date,
+        suite=table,
+        expectation=config.type,
+        column_name=column,
+        severity=severity,
+        success=bool(res.success),
+        observed_value=observed,
+        details=details,
+        rule=rule,
     )
 
 
@@ -302,10 +323,14 @@ def validate_table(
     if fresh:
         results.append(
             check_freshness(
-                frame, fresh["column"], run_date, int(fresh["max_age_days"]),
-                table=table, severity=fresh.get("severity", "critical"),
+                frame,
+                fresh["column"],
+                run_date,
+                int(fresh["max_age_days"]),
+                table=table,
+                severity=fresh.get("severity", "critical"),
             )
-        )  # fmt: skip
+        )
     for ri in settings.get("referential_integrity") or []:
         if known_ids is None:
             log.debug(
@@ -316,26 +341,41 @@ def validate_table(
             raise ValueError(f"{table}: known_ids has no entry for {ri['references']!r}")
         results.append(
             check_referential_integrity(
-                frame, ri["column"], known_ids[ri["references"]], table,
-                references=ri["references"], run_date=run_date,
-                severity=ri.get("severity", "critical"), key=key,
+                frame,
+                ri["column"],
+                known_ids[ri["references"]],
+                table,
+                references=ri["references"],
+                run_date=run_date,
+                severity=ri.get("severity", "critical"),
+                key=key,
             )
-        )  # fmt: skip
+        )
     if rows_in is not None and rows_quarantined is not None:
         for level in settings.get("quarantine_rate") or []:
             results.append(
                 check_quarantine_rate(
-                    rows_in, rows_quarantined, float(level["threshold"]),
-                    table=table, run_date=run_date, severity=level.get("severity", "critical"),
+                    rows_in,
+                    rows_quarantined,
+                    float(level["threshold"]),
+                    table=table,
+                    run_date=run_date,
+                    severity=level.get("severity", "critical"),
                 )
-            )  # fmt: skip
+            )
 
     failed_critical = sum(1 for r in results if not r.success and r.severity == "critical")
     failed_warning = sum(1 for r in results if not r.success and r.severity == "warning")
     log.info(
         "dq %s run_date=%s rows=%d: %d checks, %d passed, %d critical failed, "
         "%d warnings failed, %.2fs",
-        table, run_date, len(frame), len(results), sum(r.success for r in results),
-        failed_critical, failed_warning, time.perf_counter() - started,
-    )  # fmt: skip
+        table,
+        run_date,
+        len(frame),
+        len(results),
+        sum(r.success for r in results),
+        failed_critical,
+        failed_warning,
+        time.perf_counter() - started,
+    )
     return results

@@ -47,12 +47,13 @@ class Offending(NamedTuple):
     rows: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CheckResult:
     """One expectation or custom check evaluated on one table for one run date.
 
     The first eight fields are ``ops.dq_results``; ``rule`` (the check in words) and
     ``offending`` (its most frequent failing values, most frequent first) feed the message.
+    Keyword-only: three adjacent free-text fields are easy to swap by position unnoticed.
     """
 
     run_date: date | None

@@ -77,11 +77,17 @@ def check_volume(
     used = list(history)[: rule.runs]
     if len(used) < rule.min_runs:
         return CheckResult(
-            run_date, table, EXPECTATION, None, rule.severity, True,
-            f"source {source}: {rows} rows ({len(used)} of {rule.min_runs} runs of history)",
-            f"volume band of {source}.{table} not learned yet: needs {rule.min_runs} "
+            run_date=run_date,
+            suite=table,
+            expectation=EXPECTATION,
+            column_name=None,
+            severity=rule.severity,
+            success=True,
+            observed_value=f"source {source}: {rows} rows ({len(used)} of {rule.min_runs} "
+            "runs of history)",
+            details=f"volume band of {source}.{table} not learned yet: needs {rule.min_runs} "
             f"successful runs, has {len(used)}; not assessed",
-        )  # fmt: skip
+        )
     low, high = volume_band(used, rule.k, rule.min_tolerance)
     med = statistics.median(used)
     ok = low <= rows <= high
@@ -95,4 +101,13 @@ def check_volume(
             f"learned from the last {len(used)} successful runs (median {med:g}); "
             "a silent or stale source, a wrong extract window or a duplicated export?"
         )
-    return CheckResult(run_date, table, EXPECTATION, None, rule.severity, ok, observed, details)
+    return CheckResult(
+        run_date=run_date,
+        suite=table,
+        expectation=EXPECTATION,
+        column_name=None,
+        severity=rule.severity,
+        success=ok,
+        observed_value=observed,
+        details=details,
+    )

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from nightcast.warehouse.base import Warehouse
+from nightcast.warehouse.names import names
 
 ACTUALS_DAYS = 56
 RECENT_DAYS = 28
@@ -35,9 +36,9 @@ class Headline:
     p50_next_7: float
     p50_next_28: float
     actual_last_28: float
-    is_stale: bool | None
+    is_stale: bool  # as of D: run D was not published
     stale_reason: str
-    bi_run: date | None = None  # the run BI serves (the latest published); None: none yet
+    bi_run: date | None = None  # the run BI showed as of D (latest published); None: none yet
 
     @property
     def published(self) -> bool:
@@ -56,7 +57,7 @@ class ReportData:
     category_forecast: pd.DataFrame  # one row per category and forecast date
     category_actuals: pd.DataFrame  # one row per category and sales date
     accuracy: pd.DataFrame  # one row per run date and horizon bucket: wape
-    movers: pd.DataFrame  # one row per series (top movers)
+    movers: pd.DataFrame  # one row per series (top movers), with item and location names
     dq: pd.DataFrame  # ops.dq_results rows of D
     quarantine: pd.DataFrame  # one row per source, table and held_back: rows, top reasons
     schema_drift: pd.DataFrame  # ops.schema_drift rows of D
@@ -93,13 +94,31 @@ def _run(wh: Warehouse, run_date: date) -> tuple[str, str]:
     return (str(row[0]), str(row[1] or "none")) if row else ("not started", "none")
 
 
-def _freshness(wh: Warehouse) -> tuple[bool | None, str]:
-    if not exists(wh, "marts.forecast_freshness"):
-        return None, "marts.forecast_freshness does not exist yet (run dbt build)"
-    row = wh.fetchone("select is_stale, stale_reason from marts.forecast_freshness")
+def published_as_of(wh: Warehouse, run_date: date) -> date | None:
+    """The run BI showed once night D had run: the latest published run up to D."""
+    row = wh.fetchone(
+        "select max(run_date) from forecast.runs where status = 'published' and run_date <= ?",
+        [run_date],
+    )
+    return row[0] if row and row[0] is not None else None
+
+
+def freshness(wh: Warehouse, run_date: date, shown: date | None) -> tuple[bool, str]:
+    """(stale, why) once night D had run: stale unless run D was published.
+
+    As of D, not of today: the live view ``marts.forecast_freshness`` answers for the
+    wall clock, so a report of an older night read from it changed with the day it was
+    rendered. ``shown``: the run BI showed (:func:`published_as_of`).
+    """
+    row = wh.fetchone("select status, message from forecast.runs where run_date = ?", [run_date])
+    shows = f"BI shows run {shown}" if shown else "BI shows no forecast"
     if row is None:
-        return None, "marts.forecast_freshness has no row"
-    return bool(row[0]), str(row[1] or "")
+        return True, f"no run for {run_date} was recorded; {shows}"
+    status, message = str(row[0]), str(row[1] or "").strip().split("\n")[0]
+    if status == "published":
+        return False, ""
+    detail = f": {message}" if message else ""
+    return True, f"run {run_date} is {status}{detail}; {shows}"
 
 
 def previous_published(wh: Warehouse, run_date: date) -> date | None:
@@ -167,7 +186,9 @@ def category_actuals(wh: Warehouse, run_date: date, days: int = ACTUALS_DAYS) ->
 
 
 def accuracy_trend(wh: Warehouse, run_date: date, days: int = ACCURACY_RUNS_DAYS) -> pd.DataFrame:
-    """One row per scored run date and horizon bucket: WAPE of P50 (sum |error| / sum actual)."""
+    """One row per scored run date and horizon bucket: WAPE of P50 (sum |error| / sum actual),
+    as known on D: forecast dates after D are left out (the mart scores them once their
+    actuals arrive, so a report of an older night would otherwise change with later nights)."""
     df = _frame(
         wh,
         "marts.forecast_accuracy",
@@ -176,6 +197,8 @@ def accuracy_trend(wh: Warehouse, run_date: date, days: int = ACCURACY_RUNS_DAYS
         [run_date, run_date - timedelta(days=days)],
         ["run_date", "horizon", "abs_error", "actual_quantity"],
     )
+    days_to_d = (pd.Timestamp(run_date) - pd.to_datetime(df["run_date"])).dt.days
+    df = df[days_to_d >= df["horizon"].astype(int)]
     rows = []
     for lo, hi, label in HORIZON_BUCKETS:
         part = df[(df["horizon"] >= lo) & (df["horizon"] <= hi)]
@@ -222,7 +245,14 @@ def movers(wh: Warehouse, run_date: date, previous: date | None, n: int = MOVERS
     cur = cur.assign(_size=cur[key].abs()).sort_values(
         ["_size", "item_id", "location_id"], ascending=[False, True, True]
     )
-    return cur.drop(columns="_size").head(n).reset_index(drop=True)
+    top = cur.drop(columns="_size").head(n).reset_index(drop=True)
+    # People know items and locations by name (the ERP's, in the dbt dimensions); the id
+    # stands in where a dimension has none.
+    for kind in ("item", "location"):
+        ids = top[f"{kind}_id"].astype(str)
+        found = names(wh, kind, ids)
+        top[f"{kind}_name"] = [found.get(i, i) for i in ids]
+    return top
 
 
 def dq_results(wh: Warehouse, run_date: date) -> pd.DataFrame:
@@ -287,8 +317,8 @@ def headline(
         "where run_date = ?) as s",
         [run_date],
     )
-    stale, reason = _freshness(wh)
-    served = wh.fetchone("select max(run_date) from forecast.runs where status = 'published'")
+    served = published_as_of(wh, run_date)
+    stale, reason = freshness(wh, run_date, served)
     ahead = totals["forecast_date"].map(lambda d: (d - run_date).days) if len(totals) else None
     return Headline(
         run_date=run_date,
@@ -304,7 +334,7 @@ def headline(
         ),
         is_stale=stale,
         stale_reason=reason,
-        bi_run=served[0] if served and served[0] is not None else None,
+        bi_run=served,
     )
 
 

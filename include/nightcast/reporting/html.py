@@ -8,9 +8,11 @@ from html import escape
 
 import pandas as pd
 
+from nightcast.forecasting.labels import feature_label
 from nightcast.reporting.data import HORIZON_BUCKETS, MAX_CATEGORIES, Headline, ReportData
 from nightcast.reporting.fmt import change, human, percent
 from nightcast.reporting.svg import ACTUAL_COLOUR, PALETTE, Band, Line, bar_chart, time_chart
+from nightcast.warehouse.names import labelled
 
 CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1b1b1b;
@@ -51,9 +53,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], numeric: set
 
 
 def freshness_text(h: Headline) -> tuple[str, str]:
-    """(css class, text) of the stale flag."""
-    if h.is_stale is None:
-        return "warn", f"unknown: {h.stale_reason}"
+    """(css class, text) of the stale flag, as of run date D."""
     if h.is_stale:
         return "bad", f"STALE: {h.stale_reason}"
     return "ok", "fresh"
@@ -95,7 +95,7 @@ def headline_html(h: Headline) -> str:
         ("next 28 vs last 28", forecast(percent(vs, signed=True)), "changeVsActual"),
         (
             "freshness",
-            "STALE" if h.is_stale else ("fresh" if h.is_stale is False else "?"),
+            "STALE" if h.is_stale else "fresh",
             "fresh",
         ),
     ]
@@ -181,7 +181,7 @@ def movers_html(data: ReportData) -> str:
     vs_prev = data.previous_run is not None
     basis = f"previous published run {data.previous_run}" if vs_prev else "last 28 days of actuals"
     key = "change_vs_previous" if vs_prev else "change_vs_actual"
-    bars = [(f"{r.item_id} @ {r.location_id}", float(getattr(r, key))) for r in mv.itertuples()]
+    bars = [(f"{r.item_name} @ {r.location_name}", float(getattr(r, key))) for r in mv.itertuples()]
     chart = bar_chart(
         f"Biggest movers: 28-day P50 change vs {basis}",
         f"The {len(bars)} series whose 28-day P50 total changed most vs the {basis}.",
@@ -190,8 +190,8 @@ def movers_html(data: ReportData) -> str:
     )
     rows = [
         (
-            r.item_id,
-            r.location_id,
+            labelled(r.item_id, r.item_name),
+            labelled(r.location_id, r.location_name),
             human(r.p50_28),
             human(r.previous_p50_28),
             percent(change(r.p50_28, r.previous_p50_28), signed=True),
@@ -250,11 +250,17 @@ def drift_html(fd: pd.DataFrame | None) -> str:
     statuses = fd["status"].astype(str).value_counts()
     summary = ", ".join(f"{n} {s}" for s, n in statuses.items())
     rows = [
-        (r.feature, f"{r.psi:.3f}", "" if pd.isna(r.ks) else f"{r.ks:.3f}", r.status)
+        (
+            feature_label(r.feature),
+            r.feature,
+            f"{r.psi:.3f}",
+            "" if pd.isna(r.ks) else f"{r.ks:.3f}",
+            r.status,
+        )
         for r in fd.itertuples()
     ]
     return f'<p id="drift-status">{len(fd)} features: {escape(summary)}</p>' + table(
-        ["feature", "PSI", "KS", "status"], rows, {1, 2}
+        ["feature", "model name", "PSI", "KS", "status"], rows, {2, 3}
     )
 
 
