@@ -43,7 +43,13 @@ import pendulum
 from airflow.sdk import Asset, CronDataIntervalTimetable, dag, task
 
 from nightcast.config import get_settings
-from nightcast.orchestration import DEFAULT_ARGS, on_task_failure, publish_deadline, run_date
+from nightcast.orchestration import (
+    DEFAULT_ARGS,
+    deadline_safe_test,
+    on_task_failure,
+    publish_deadline,
+    run_date,
+)
 from nightcast.sources.mapping import source_pools
 
 RAW = Asset("nightcast://warehouse/raw")
@@ -183,4 +189,4 @@ def erp_forecast_nightly() -> None:
     [checked, explained] >> report()
 
 
-erp_forecast_nightly()
+deadline_safe_test(erp_forecast_nightly())
