@@ -200,6 +200,7 @@ def test_csv_keys_are_rejected_on_a_sql_source(tmp_path: Path) -> None:
     [
         ("quote: ';'", "quote = ';': must differ from the delimiter ';' (or be false)"),
         ("escape: ab", "escape = 'ab': must be one character, or false when the export never"),
+        ("quote: 0", "quote = 0: must be one character, or false when the export never"),
     ],
 )
 def test_quote_and_escape_are_validated(tmp_path: Path, option: str, message: str) -> None:

@@ -132,6 +132,8 @@ Encoding = Annotated[
 ]
 QuoteChar = Annotated[
     Union[Char, Literal[False], None],  # noqa: UP007 (one annotation for the whole union)
+    # Literal[False] alone would take 0 (0 == False).
+    BeforeValidator(lambda v: v if v is None or isinstance(v, str | bool) else _INVALID),
     rule("must be one character, or false when the export never uses one"),
 ]
 Watermark = Annotated[list[Text], rule("must be a list of timestamp columns, e.g. [updated_at]")]
