@@ -37,3 +37,23 @@ def fresh_postgres_database(name: str) -> str:
     except psycopg.OperationalError as err:
         _service_unavailable("PostgreSQL", err)
     return admin.rsplit("/", 1)[0] + f"/{name}"
+
+
+def mariadb_admin_url() -> str:
+    return os.environ.get("NIGHTCAST_TEST_MY_URL", "mysql+pymysql://root@127.0.0.1:3306/")
+
+
+def fresh_mariadb_database(name: str) -> str:
+    """Drop and create database ``name`` on the MariaDB test server; returns its URL."""
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(mariadb_admin_url(), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"drop database if exists `{name}`"))
+            conn.execute(sa.text(f"create database `{name}` character set utf8mb4"))
+    except sa.exc.OperationalError as err:
+        _service_unavailable("MariaDB", err)
+    finally:
+        admin.dispose()
+    return mariadb_admin_url().rstrip("/") + f"/{name}"

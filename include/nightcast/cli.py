@@ -84,6 +84,31 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mapping(args: argparse.Namespace) -> int:
+    """Print the mapping JSON Schema, or check mapping files (and their sources)."""
+    if args.action == "schema":
+        from nightcast.sources.mapping_models import schema_text
+
+        print(schema_text(), end="")
+        return 0
+    from nightcast.redaction import redact
+    from nightcast.sources.mapping_check import check_mapping
+
+    connect = not args.no_connect
+    if connect:
+        _apply_defaults()
+    failed = 0
+    for path in args.files:
+        result = check_mapping(Path(path), connect=connect, night=args.run_date)
+        for line in result.problems:
+            print(redact(line))
+        for line in result.notes:
+            print(f"note: {redact(line)}")
+        print(redact(result.summary()))
+        failed += not result.ok
+    return 1 if failed else 0
+
+
 def cmd_storage_check(args: argparse.Namespace) -> int:
     """Prove the lake, models, reports and (when set) the remote task-log folder usable."""
     from nightcast.config import get_settings
@@ -417,7 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="nightcast",
         description="Nightcast: nightly ERP extraction, data-quality gate and LightGBM demand "
         "forecasts. On-call: `summary`, `deadline-check`, `quarantine replay`, `model "
-        "rollback`, `storage-check`, `config check`; each command's --help says more.",
+        "rollback`, `storage-check`, `config check`, `mapping check`; each command's --help "
+        "says more.",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -463,6 +489,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cf.add_argument("action", choices=("reference", "check"))
     cf.set_defaults(func=cmd_config)
+    mg = sub.add_parser(
+        "mapping", help="print the source-mapping JSON Schema, or check mapping files"
+    )
+    mgsub = mg.add_subparsers(dest="action", required=True)
+    mgsub.add_parser(
+        "schema",
+        help="print the JSON Schema of a mapping file (for editors: "
+        "# yaml-language-server: $schema=<path>)",
+    )
+    mc = mgsub.add_parser(
+        "check",
+        help="validate mapping files and, unless --no-connect, that the source has every "
+        "mapped table and column (no rows read; exit 1 on a problem, one line each)",
+    )
+    mc.add_argument("files", nargs="+", metavar="FILE", help="mapping YAML file(s)")
+    mc.add_argument(
+        "--no-connect", action="store_true", help="check the file only, not its connection"
+    )
+    mc.add_argument(
+        "--run-date",
+        type=_date,
+        help="csv_folder: the night folder to check (default: the latest in the drop folder)",
+    )
+    mg.set_defaults(func=cmd_mapping)
     sc = sub.add_parser(
         "storage-check",
         help="write, read and delete a probe file in the lake, models, reports and task-log stores",

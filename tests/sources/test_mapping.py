@@ -54,9 +54,11 @@ def _write(folder: Path, doc: dict[str, Any], name: str = "acme.yaml") -> Path:
 
 
 def _error(tmp_path: Path, doc: dict[str, Any]) -> str:
+    """The message of the MappingError loading ``doc`` raises: one line per problem."""
     path = _write(tmp_path, doc)
     with pytest.raises(MappingError) as info:
         load_mapping(path)
+    assert str(info.value) == "\n".join(info.value.problems)
     return str(info.value)
 
 
@@ -89,78 +91,124 @@ def test_demo_mapping_loads_and_maps_every_canonical_column() -> None:
 def test_unknown_canonical_table(tmp_path: Path) -> None:
     doc = _demo_doc()
     doc["tables"]["widgets"] = doc["tables"]["items"]
-    msg = _error(tmp_path, doc)
-    assert "acme.yaml" in msg
-    assert "widgets" in msg
-    assert "unknown canonical table" in msg
+    assert _error(tmp_path, doc) == (
+        "acme.yaml: tables.widgets: unknown canonical table "
+        "(known: order_lines, items, locations, promotions, stockouts)"
+    )
 
 
-def test_unknown_column_key(tmp_path: Path) -> None:
+def test_unknown_column_key_names_the_path_and_value_and_suggests_the_key(
+    tmp_path: Path,
+) -> None:
     doc = _demo_doc()
     doc["tables"]["items"]["columns"]["sku"] = {"frm": "sku"}
+    lines = _error(tmp_path, doc).splitlines()
+    # The typo itself, and the rule it breaks (no 'from' or 'value' left), one line each.
+    assert lines[0].startswith(
+        "acme.yaml: tables.items.columns.sku.frm = 'sku': unknown key (did you mean 'from'? "
+        "known: from, value, type, required,"
+    )
+    assert len(lines) == 1
+
+
+def test_a_typo_in_a_table_key_is_an_error_not_ignored(tmp_path: Path) -> None:
+    doc = _demo_doc()
+    doc["tables"]["order_lines"]["watermarks"] = doc["tables"]["order_lines"]["watermark"]
     msg = _error(tmp_path, doc)
-    assert "acme.yaml" in msg
-    assert "'items'" in msg
-    assert "'sku'" in msg
-    assert "frm" in msg
+    assert msg.startswith(
+        "acme.yaml: tables.order_lines.watermarks = ['l.updated_at', 'o.updated_at']: unknown "
+        "key (did you mean 'watermark'? known: mode, allow_empty, max_shrink, query, watermark,"
+    )
+
+
+def test_a_typo_at_the_top_level_is_an_error(tmp_path: Path) -> None:
+    doc = _demo_doc()
+    doc["null_token"] = ["-"]
+    assert _error(tmp_path, doc).startswith(
+        "acme.yaml: null_token = ['-']: unknown key (did you mean 'null_tokens'?"
+    )
+
+
+def test_every_problem_is_reported_one_line_each(tmp_path: Path) -> None:
+    doc = _demo_doc()
+    doc["tables"]["items"]["mode"] = "delta"
+    doc["tables"]["locations"]["columns"]["region"]["type"] = "text"
+    doc["pool"] = 3
+    assert _error(tmp_path, doc).splitlines() == [
+        "acme.yaml: pool = 3: must be a non-blank text",
+        "acme.yaml: tables.items.mode = 'delta': must be 'full' or 'incremental'",
+        "acme.yaml: tables.locations.columns.region.type = 'text': must be 'id', 'string', "
+        "'float', 'int', 'date' or 'timestamp'",
+    ]
 
 
 def test_missing_canonical_column(tmp_path: Path) -> None:
     doc = _demo_doc()
     del doc["tables"]["locations"]["columns"]["region"]
-    msg = _error(tmp_path, doc)
-    assert "acme.yaml" in msg
-    assert "'locations'" in msg
-    assert "region" in msg
+    assert _error(tmp_path, doc) == (
+        "acme.yaml: tables.locations.columns.region: missing: canonical column region "
+        "(varchar): read it from a source column (from:) or set a constant (value:, null if none)"
+    )
 
 
 def test_column_that_is_not_canonical(tmp_path: Path) -> None:
     doc = _demo_doc()
     doc["tables"]["items"]["columns"]["colour"] = {"from": "colour"}
-    msg = _error(tmp_path, doc)
-    assert "acme.yaml" in msg and "'items'" in msg and "colour" in msg
+    assert _error(tmp_path, doc).startswith(
+        "acme.yaml: tables.items.columns.colour: not a column of canonical table 'items' "
+        "(known: item_id, sku, name,"
+    )
 
 
 def test_reserved_column_cannot_be_mapped(tmp_path: Path) -> None:
     doc = _demo_doc()
     doc["tables"]["items"]["columns"]["source"] = {"value": "other"}
-    msg = _error(tmp_path, doc)
-    assert "'items'" in msg and "source" in msg
+    assert _error(tmp_path, doc) == (
+        "acme.yaml: tables.items.columns.source: is filled by the pipeline; a mapping must "
+        "not set it"
+    )
 
 
 def test_column_with_both_from_and_value(tmp_path: Path) -> None:
     doc = _demo_doc()
     doc["tables"]["order_lines"]["columns"]["currency"] = {"from": "cur", "value": "EUR"}
-    msg = _error(tmp_path, doc)
-    assert "acme.yaml" in msg
-    assert "'order_lines'" in msg
-    assert "'currency'" in msg
-    assert "exactly one of 'from'" in msg
+    assert _error(tmp_path, doc) == (
+        "acme.yaml: tables.order_lines.columns.currency: needs exactly one of 'from' "
+        "(a source column) or 'value' (a constant)"
+    )
 
 
 def test_column_with_neither_from_nor_value(tmp_path: Path) -> None:
     doc = _demo_doc()
     doc["tables"]["order_lines"]["columns"]["currency"] = {"type": "string"}
-    msg = _error(tmp_path, doc)
-    assert "'order_lines'" in msg and "'currency'" in msg
+    assert "tables.order_lines.columns.currency: needs exactly one of" in _error(tmp_path, doc)
+
+
+def test_a_column_that_is_not_a_mapping(tmp_path: Path) -> None:
+    doc = _demo_doc()
+    doc["tables"]["items"]["columns"]["sku"] = "sku"
+    assert _error(tmp_path, doc) == (
+        "acme.yaml: tables.items.columns.sku = 'sku': must be a mapping like "
+        "{from: source_column, type: string}"
+    )
 
 
 def test_incremental_without_watermark(tmp_path: Path) -> None:
     doc = _demo_doc()
     del doc["tables"]["order_lines"]["watermark"]
-    msg = _error(tmp_path, doc)
-    assert "acme.yaml" in msg
-    assert "'order_lines'" in msg
-    assert "watermark" in msg
+    assert _error(tmp_path, doc) == (
+        "acme.yaml: tables.order_lines.watermark: an incremental table needs 'watermark' (the "
+        "source timestamp columns that say a row changed, e.g. [updated_at])"
+    )
 
 
 def test_incremental_query_without_window_placeholder(tmp_path: Path) -> None:
     doc = _demo_doc()
-    doc["tables"]["order_lines"]["query"] = "select * from sales_order_line"
-    msg = _error(tmp_path, doc)
-    assert "acme.yaml" in msg
-    assert "'order_lines'" in msg
-    assert "{window}" in msg
+    doc["tables"]["order_lines"]["query"] = "select *\n  from sales_order_line"
+    assert _error(tmp_path, doc) == (
+        "acme.yaml: tables.order_lines.query = 'select * from sales_order_line': an incremental "
+        "table's query must contain {window} (where the extract puts its time window)"
+    )
 
 
 def test_full_table_needs_no_window_placeholder(tmp_path: Path) -> None:
@@ -174,49 +222,68 @@ def test_full_table_needs_no_window_placeholder(tmp_path: Path) -> None:
 def test_bad_mode(tmp_path: Path) -> None:
     doc = _demo_doc()
     doc["tables"]["items"]["mode"] = "delta"
-    msg = _error(tmp_path, doc)
-    assert "'items'" in msg and "delta" in msg
+    assert _error(tmp_path, doc) == (
+        "acme.yaml: tables.items.mode = 'delta': must be 'full' or 'incremental'"
+    )
 
 
 def test_bad_column_type(tmp_path: Path) -> None:
     doc = _demo_doc()
     doc["tables"]["items"]["columns"]["list_price"] = {"from": "list_price", "type": "money"}
-    msg = _error(tmp_path, doc)
-    assert "acme.yaml" in msg
-    assert "'items'" in msg
-    assert "'list_price'" in msg
-    assert "money" in msg
+    assert _error(tmp_path, doc) == (
+        "acme.yaml: tables.items.columns.list_price.type = 'money': must be 'id', 'string', "
+        "'float', 'int', 'date' or 'timestamp'"
+    )
 
 
 def test_scale_on_a_non_float_column(tmp_path: Path) -> None:
     doc = _demo_doc()
     doc["tables"]["items"]["columns"]["sku"] = {"from": "sku", "scale": 0.01}
-    msg = _error(tmp_path, doc)
-    assert "acme.yaml" in msg
-    assert "'items'" in msg
-    assert "'sku'" in msg
-    assert "scale" in msg
+    assert _error(tmp_path, doc) == (
+        "acme.yaml: tables.items.columns.sku.scale = 0.01: applies to float columns only, "
+        "not to type string"
+    )
 
 
 def test_missing_top_level_key(tmp_path: Path) -> None:
     doc = _demo_doc()
     del doc["connection"]
-    msg = _error(tmp_path, doc)
-    assert "acme.yaml" in msg and "connection" in msg
+    assert _error(tmp_path, doc).startswith(
+        "acme.yaml: connection: missing: Airflow connection id, read from AIRFLOW_CONN_<ID>"
+    )
 
 
 def test_source_name_must_be_an_identifier(tmp_path: Path) -> None:
     doc = _demo_doc()
     doc["source"] = "acme erp"
-    msg = _error(tmp_path, doc)
-    assert "acme.yaml" in msg and "acme erp" in msg
+    assert _error(tmp_path, doc) == (
+        "acme.yaml: source = 'acme erp': must be a plain identifier (letters, digits, _), "
+        "e.g. acme_erp"
+    )
+
+
+def test_unknown_kind(tmp_path: Path) -> None:
+    doc = _demo_doc()
+    doc["kind"] = "ftp"
+    assert _error(tmp_path, doc) == (
+        "acme.yaml: kind = 'ftp': must be 'sql' (a database; the default) or 'csv_folder' "
+        "(nightly CSV exports)"
+    )
+
+
+def test_a_file_that_is_not_a_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "list.yaml"
+    path.write_text("- source: demo\n")
+    with pytest.raises(MappingError, match=r"^list\.yaml: expected a mapping"):
+        load_mapping(path)
 
 
 def test_invalid_yaml_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("source: [unclosed\n")
-    with pytest.raises(MappingError, match=r"broken\.yaml"):
+    with pytest.raises(MappingError, match=r"^broken\.yaml: not valid YAML: .*line 2") as info:
         load_mapping(path)
+    assert len(str(info.value).splitlines()) == 1
 
 
 def test_duplicate_source_names_across_files(tmp_path: Path) -> None:
@@ -273,37 +340,81 @@ def test_source_pools_of_the_shipped_folder() -> None:
 
 
 @pytest.mark.parametrize(
-    ("column", "spec", "message"),
+    ("column", "spec", "line"),
     [
-        ("launch_date", {"from": "x", "type": "date", "decimal": ","}, "'decimal' applies to"),
-        ("list_price", {"from": "x", "type": "float", "formats": ["%d"]}, "'formats' applies"),
-        ("list_price", {"from": "x", "type": "float", "decimal": ";"}, "'decimal' must be"),
+        (
+            "launch_date",
+            {"from": "x", "type": "date", "decimal": ","},
+            "launch_date.decimal = ',': applies to float and int columns only, not to type date",
+        ),
+        (
+            "list_price",
+            {"from": "x", "type": "float", "formats": ["%d"]},
+            "list_price.formats = ['%d']: applies to date and timestamp columns only, not to "
+            "type float",
+        ),
+        (
+            "list_price",
+            {"from": "x", "type": "float", "decimal": ";"},
+            "list_price.decimal = ';': must be '.' or ','",
+        ),
         (
             "list_price",
             {"from": "x", "type": "float", "decimal": ",", "thousands": ","},
-            "'thousands' must be",
+            "list_price.thousands = ',': the thousands separator ',' and the decimal separator "
+            "must differ",
         ),
-        ("list_price", {"from": "x", "type": "float", "currency": "yes"}, "'currency' must be"),
-        ("launch_date", {"from": "x", "type": "date", "formats": "%d/%m/%Y"}, "a list of"),
+        (
+            "list_price",
+            {"from": "x", "type": "float", "currency": "yes"},
+            "list_price.currency = 'yes': must be true or false",
+        ),
+        (
+            "launch_date",
+            {"from": "x", "type": "date", "formats": "%d/%m/%Y"},
+            "launch_date.formats = '%d/%m/%Y': must be a list of strftime formats, "
+            'e.g. ["%d/%m/%Y"]',
+        ),
         (
             "launch_date",
             {"from": "x", "type": "date", "format": "%d", "formats": ["%d"]},
-            "not both",
+            "launch_date.format = '%d': use 'format' (one) or 'formats' (a list), not both",
         ),
-        ("launch_date", {"from": "x", "type": "date", "timezone": "UTC"}, "timestamp columns"),
-        ("updated_at", {"from": "x", "type": "timestamp", "timezone": "Mars/Base"}, "IANA"),
-        ("name", {"from": "x", "normalize": "NFX"}, "'normalize' must be"),
-        ("name", {"from": "x", "trim": "no"}, "'trim' must be"),
+        (
+            "launch_date",
+            {"from": "x", "type": "date", "timezone": "UTC"},
+            "launch_date.timezone = 'UTC': applies to timestamp columns only, not to type date",
+        ),
+        (
+            "updated_at",
+            {"from": "x", "type": "timestamp", "timezone": "Mars/Base"},
+            "updated_at.timezone = 'Mars/Base': is not an IANA time zone (e.g. Europe/Berlin, UTC)",
+        ),
+        (
+            "name",
+            {"from": "x", "normalize": "nfx"},
+            "name.normalize = 'nfx': must be 'NFC', 'NFKC', 'NFD' or 'NFKD'",
+        ),
+        ("name", {"from": "x", "trim": "no"}, "name.trim = 'no': must be true or false"),
+        (
+            "list_price",
+            {"from": "x", "type": "float", "scale": "1%"},
+            "list_price.scale = '1%': must be a number the value is multiplied by, e.g. 0.01",
+        ),
+        (
+            "name",
+            {"from": "x", "values": {"a": ["b"]}},
+            "name.values = {'a': ['b']}: must map source values to canonical ones, "
+            "e.g. {O: open, S: shipped}",
+        ),
     ],
 )
-def test_parsing_keys_are_validated_naming_file_table_column_and_key(
-    tmp_path: Path, column: str, spec: dict[str, Any], message: str
+def test_parsing_keys_are_validated_naming_file_path_and_value(
+    tmp_path: Path, column: str, spec: dict[str, Any], line: str
 ) -> None:
     doc = _demo_doc()
     doc["tables"]["items"]["columns"][column] = spec
-    msg = _error(tmp_path, doc)
-    assert message in msg
-    assert "acme.yaml" in msg and "'items'" in msg and f"'{column}'" in msg
+    assert _error(tmp_path, doc) == f"acme.yaml: tables.items.columns.{line}"
 
 
 def test_parsing_keys_and_source_level_defaults_are_loaded(tmp_path: Path) -> None:
@@ -335,5 +446,44 @@ def test_parsing_keys_and_source_level_defaults_are_loaded(tmp_path: Path) -> No
 def test_a_bad_source_level_timezone_names_the_file(tmp_path: Path) -> None:
     doc = _demo_doc()
     doc["timezone"] = "Nowhere/Land"
-    msg = _error(tmp_path, doc)
-    assert "acme.yaml" in msg and "Nowhere/Land" in msg
+    assert _error(tmp_path, doc) == (
+        "acme.yaml: timezone = 'Nowhere/Land': is not an IANA time zone (e.g. Europe/Berlin, UTC)"
+    )
+
+
+def test_source_level_separators_that_clash_are_named_once_at_the_top(tmp_path: Path) -> None:
+    doc = _demo_doc()
+    doc.update(decimal=",", thousands=",")
+    assert _error(tmp_path, doc) == (
+        "acme.yaml: thousands = ',': the thousands separator ',' and the decimal separator "
+        "must differ"
+    )
+
+
+def test_yaml_numbers_in_values_and_null_tokens_mean_their_text(tmp_path: Path) -> None:
+    doc = _demo_doc()
+    doc["null_tokens"] = ["", -1]
+    doc["tables"]["order_lines"]["columns"]["status"]["values"] = {1: "open", 2: "shipped"}
+    mapping = load_mapping(_write(tmp_path, doc))
+    status = mapping.tables["order_lines"].columns["status"]
+    assert status.values == {"1": "open", "2": "shipped"}
+    assert status.null_tokens == ("", "-1")
+
+
+def test_an_empty_key_means_its_default_but_an_empty_typo_is_still_an_error(
+    tmp_path: Path,
+) -> None:
+    doc = _demo_doc()
+    doc["pool"] = None  # `pool:` with nothing after it
+    doc["tables"]["order_lines"]["parallel"] = None  # automatic
+    doc["tables"]["order_lines"]["columns"]["currency"] = {"value": None}  # a constant null
+    mapping = load_mapping(_write(tmp_path, doc))
+    assert mapping.pool == "erp_demo"
+    assert mapping.tables["order_lines"].parallel is None
+    currency = mapping.tables["order_lines"].columns["currency"]
+    assert (currency.value, currency.source_column) == (None, None)
+
+    doc["pols"] = None
+    assert _error(tmp_path, doc).startswith(
+        "acme.yaml: pols = None: unknown key (did you mean 'pool'?"
+    )

@@ -213,7 +213,7 @@ def _where(mapping: SourceMapping, table: TableMapping) -> str:
     return f"source {mapping.source!r} table {table.table!r}"
 
 
-def _layout(file: Path, mapping: SourceMapping, table: TableMapping) -> Layout:
+def checked_layout(file: Path, mapping: SourceMapping, table: TableMapping) -> Layout:
     """The file's header, checked: unique, non-blank names, no noise above it."""
     try:
         layout = read_layout(file, dialect(table))
@@ -339,7 +339,7 @@ def land_csv_table(
         file, layout = None, None
         try:
             for file in files:
-                layout = _layout(file, mapping, table)
+                layout = checked_layout(file, mapping, table)
                 expected = _count(file, mapping, table, layout)
                 records += expected
                 if not layout.header:
