@@ -93,13 +93,21 @@ def _run(wh: Warehouse, run_date: date) -> tuple[str, str]:
     return (str(row[0]), str(row[1] or "none")) if row else ("not started", "none")
 
 
-def _freshness(wh: Warehouse) -> tuple[bool | None, str]:
+def freshness(wh: Warehouse) -> tuple[bool | None, str]:
+    """(is_stale, stale_reason) as BI reads them in ``marts.forecast_freshness``;
+    None when the view is missing or empty, the reason then says why."""
     if not exists(wh, "marts.forecast_freshness"):
         return None, "marts.forecast_freshness does not exist yet (run dbt build)"
     row = wh.fetchone("select is_stale, stale_reason from marts.forecast_freshness")
     if row is None:
         return None, "marts.forecast_freshness has no row"
     return bool(row[0]), str(row[1] or "")
+
+
+def served_run(wh: Warehouse) -> date | None:
+    """The run BI serves: the latest published one (``marts.forecast_latest`` shows it)."""
+    row = wh.fetchone("select max(run_date) from forecast.runs where status = 'published'")
+    return row[0] if row and row[0] is not None else None
 
 
 def previous_published(wh: Warehouse, run_date: date) -> date | None:
@@ -287,8 +295,7 @@ def headline(
         "where run_date = ?) as s",
         [run_date],
     )
-    stale, reason = _freshness(wh)
-    served = wh.fetchone("select max(run_date) from forecast.runs where status = 'published'")
+    stale, reason = freshness(wh)
     ahead = totals["forecast_date"].map(lambda d: (d - run_date).days) if len(totals) else None
     return Headline(
         run_date=run_date,
@@ -304,7 +311,7 @@ def headline(
         ),
         is_stale=stale,
         stale_reason=reason,
-        bi_run=served[0] if served and served[0] is not None else None,
+        bi_run=served_run(wh),
     )
 
 
