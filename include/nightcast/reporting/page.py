@@ -196,10 +196,11 @@ def details_html(v: NightView) -> str:
     parts = []
     if n.message:
         parts.append(f"<p>{escape(n.message)}</p>")
-    parts.append(
-        f"<p>Extracted {v.intake.extracted:,} rows, loaded {v.intake.loaded:,}; "
-        f"{n.series_count:,} series, {n.rows_forecast:,} forecast rows.</p>"
-    )
+    if v.intake.extracted or v.intake.loaded:
+        loaded = f"Extracted {v.intake.extracted:,} rows, loaded {v.intake.loaded:,}"
+    else:
+        loaded = "Nothing was loaded"
+    parts.append(f"<p>{loaded}; {n.series_count:,} series, {n.rows_forecast:,} forecast rows.</p>")
     if len(v.quarantine):
         q = v.quarantine.assign(held_back=v.quarantine["held_back"].map({True: "yes", False: ""}))
         parts.append(
@@ -217,13 +218,11 @@ def details_html(v: NightView) -> str:
             )
         )
     if len(v.drifted):
-        parts.append(
-            _frame_table(
-                v.drifted[["feature", "psi", "ks", "status"]],
-                ["feature", "PSI", "KS", "status"],
-                {1, 2},
-            )
-        )
+        rows = [
+            (r.feature, f"{r.psi:.3f}", "" if pd.isna(r.ks) else f"{r.ks:.3f}", r.status)
+            for r in v.drifted.itertuples()
+        ]
+        parts.append(table(["feature", "PSI", "KS", "drift"], rows, {1, 2}))
     if len(v.schema_drift):
         parts.append(_frame_table(v.schema_drift, ["source", "table", "column", "change"], set()))
     summary = f"{day}: {escape(n.status)}"
