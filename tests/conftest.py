@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from _ui_world import UiWorld
+
     from nightcast.storage import Location
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,3 +90,12 @@ def store_root(request: pytest.FixtureRequest, tmp_path: Path) -> Location:
     if request.param == "local":
         return location(tmp_path / "store")
     return location(request.getfixturevalue("s3_root"))
+
+
+@pytest.fixture(scope="session")
+def ui_world(tmp_path_factory: pytest.TempPathFactory) -> UiWorld:
+    """Three real nights and a weekly retrain for the Nightcast page's tests, built once
+    (tests/_ui_world.py; a few minutes)."""
+    from _ui_world import build
+
+    return build(tmp_path_factory.mktemp("ui-world"))

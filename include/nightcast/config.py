@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from datetime import time
+from datetime import date, time
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -27,6 +27,10 @@ from nightcast.errors import DeterministicError
 from nightcast.storage import Location, StorageError, location
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+# The folder of Settings.gate_docs(D) that holds night D's GX Data Docs site.
+GX_DOCS = "gx"
 
 
 class SettingError(ValueError, DeterministicError):
@@ -399,6 +403,11 @@ class Settings(BaseSettings):
     @property
     def models_location(self) -> Location:
         return location(self.models_url or self.models_dir)
+
+    def gate_docs(self, run_date: date) -> Location:
+        """Night D's data-quality pages on the lake: ``index.html`` (the gate's own page)
+        and, in ``GX_DOCS``, the GX Data Docs site."""
+        return self.lake / "dq_docs" / f"date={run_date.isoformat()}"
 
     @property
     def deadline(self) -> time:

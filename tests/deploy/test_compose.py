@@ -418,6 +418,11 @@ def test_airflow_components_share_one_configuration(
     missing = set(embedded_defaults()) - set(base)
     assert not missing, f"set these explicitly for the containers: {sorted(missing)}"
     assert base["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    # The folders the image copies (Dockerfile) are the ones Airflow loads: the DAGs, and
+    # the plugins (the Nightcast page of the UI, served by the api-server).
+    assert base["AIRFLOW__CORE__DAGS_FOLDER"] == f"{IMAGE_APP_DIR}/dags"
+    assert base["AIRFLOW__CORE__PLUGINS_FOLDER"] == f"{IMAGE_APP_DIR}/plugins"
+    assert (ROOT / "plugins" / "nightcast_ui.py").is_file()
     api = urlsplit(base["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"])
     assert api.hostname == "airflow-apiserver" and api.path == "/execution/"
     api_cmd = _argv(services["airflow-apiserver"]["command"])

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +46,16 @@ def _call(url: str, token: str | None = None, method: str = "GET", body: Any = N
     req = urllib.request.Request(url, data=data, headers=headers, method=method)
     with urllib.request.urlopen(req, timeout=30) as resp:
         return json.loads(resp.read())
+
+
+def _page(url: str, token: str | None) -> tuple[int, str]:
+    """(status, body) of an HTML page, with the login's token or without."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
 
 
 def _group_alive(pgid: int) -> bool:
@@ -162,6 +174,9 @@ def test_unpaused_nightly_dag_publishes_a_night_the_demo_erp_serves_and_ctrl_c_s
             )["task_instances"]
             states = {t["task_id"]: t["state"] for t in tis}
             all_runs = _call(f"{af.base}/api/v2/dags/{NIGHTLY}/dagRuns", af.token)["dag_runs"]
+            # The UI's Nightcast page (plugins/) is served here too, behind the login.
+            page = _page(f"{af.base}/nightcast/", af.token)
+            anonymous = _page(f"{af.base}/nightcast/", None)
 
         logical = datetime.fromisoformat(run["logical_date"])
         assert (run["run_type"], logical) == (
@@ -172,6 +187,12 @@ def test_unpaused_nightly_dag_publishes_a_night_the_demo_erp_serves_and_ctrl_c_s
         assert len(all_runs) == 1, [r["dag_run_id"] for r in all_runs]
         assert demo_erp.last_simulated_day(connection_url("nightcast_demo_erp")) == night
         assert query("select status from forecast.runs") == [("published",)]
+        assert page[0] == 200 and re.search(
+            rf'<tr data-night="{night}"><td[^>]*>{night}</td>'
+            r'<td data-field="status" class="ok"[^>]*>published</td>',
+            page[1],
+        ), page[1][-2000:]
+        assert anonymous[0] == 401 and f'data-night="{night}"' not in anonymous[1]
         assert query(
             "select latest_published_run_date, is_stale from marts.forecast_freshness"
         ) == [(night, False)]

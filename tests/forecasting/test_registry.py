@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from nightcast.forecasting.lifecycle import (
 from nightcast.forecasting.registry import (
     ArtifactError,
     RegistryError,
+    backtest_of,
     champion,
     load_serving_model,
     load_version,
@@ -364,3 +366,32 @@ def test_models_on_an_object_store(wh: Warehouse, model: ForecastModel, s3_root:
     (artifact / "model.json").delete()
     with pytest.raises(ArtifactError, match=r"s3://.*folder is missing"):
         load_version(wh, first)
+
+
+def test_backtest_of_reads_the_weekly_evaluation_and_says_how_it_compares() -> None:
+    metrics = json.dumps(
+        {
+            "backtest": {
+                "model": {"wape": 0.2, "bias": 0.01},
+                "baselines": {"seasonal_naive": 0.25, "moving_average": 0.4, "naive": None},
+            }
+        }
+    )
+    bt = backtest_of(metrics)
+    assert bt is not None and bt.wape == 0.2
+    assert bt.best_baseline == ("seasonal_naive", 0.25)
+    assert bt.versus == "20% better than seasonal naive, 50% better than a moving average"
+    # The nightly run's first model was never evaluated; junk is not an evaluation either.
+    assert backtest_of("{}") is None and backtest_of(None) is None and backtest_of("x") is None
+    row = {
+        "model_version": "m1",
+        "status": "champion",
+        "trained_for_run": None,
+        "train_end": None,
+        "fallback_until": None,
+        "status_reason": "",
+        "metrics": metrics,
+    }
+    line = format_table([row]).splitlines()[2]
+    assert "0.2000" in line and "20% better than seasonal naive" in line
+    assert "moving average" not in line  # only the best baseline fits the table

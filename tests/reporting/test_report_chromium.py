@@ -8,8 +8,6 @@ and FAIL under CI (``.ci/run`` installs it).
 
 from __future__ import annotations
 
-import os
-import shutil
 import struct
 import subprocess
 import zlib
@@ -19,30 +17,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _chromium import FLAGS, chromium
 from _report_world import PREVIOUS, D, Known, build_warehouse
 
 from nightcast.pipeline.report import report
 from nightcast.warehouse.base import open_warehouse
 
-INSTALL = "apt-get install -y --no-install-recommends chromium"
-
-
-def chromium() -> str:
-    """The chromium binary; skips (laptop) or fails (CI) when it is missing."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
-    msg = f"headless Chromium is not installed; install it with `{INSTALL}`"
-    if os.environ.get("CI"):
-        pytest.fail(f"{msg} (.ci/run does so under CI)")
-    pytest.skip(msg)
-
 
 def run_chromium(*args: str) -> subprocess.CompletedProcess[str]:
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
-    # Root in a container needs --no-sandbox; a throwaway profile keeps runs independent.
     done = subprocess.run(
-        [chromium(), *flags, *args], capture_output=True, text=True, timeout=90, check=False
+        [chromium(), *FLAGS, *args], capture_output=True, text=True, timeout=90, check=False
     )
     assert done.returncode == 0, f"chromium {args} failed: {done.stderr[-2000:]}"
     return done

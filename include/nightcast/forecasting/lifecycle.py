@@ -6,8 +6,6 @@ change statuses in one transaction (see ``registry.py`` for the statuses)."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import math
 from collections.abc import Sequence
@@ -20,6 +18,7 @@ from nightcast.forecasting.metrics import BASELINE_LABELS, best_baseline
 from nightcast.forecasting.registry import (
     RegistryError,
     as_date,
+    backtest_of,
     champion,
     ensure_registry,
     load_version,
@@ -311,11 +310,9 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     )
     lines = []
     for r in rows:
-        wape, versus = None, ""
-        with contextlib.suppress(ValueError, AttributeError):
-            bt = json.loads(r.get("metrics") or "{}").get("backtest", {})
-            wape = bt.get("model", {}).get("wape")
-            versus = str(bt.get("versus") or "").split(", ")[0]  # the best baseline first
+        bt = backtest_of(r.get("metrics"))
+        wape = bt.wape if bt else None
+        versus = bt.versus.split(", ")[0] if bt and bt.baselines else ""  # the best first
         lines.append(
             (
                 str(r["model_version"]),

@@ -16,9 +16,12 @@ logic (:func:`decide_promotion`) is a pure function, tested on its own.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import math
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from nightcast import __version__
+from nightcast.forecasting.metrics import best_baseline, versus_baselines
 from nightcast.forecasting.model import ForecastModel
 from nightcast.forecasting.persistence import (
     META_FILE,
@@ -219,6 +223,37 @@ def registry_rows(wh: Warehouse) -> list[dict[str, Any]]:
         "order by trained_for_run desc, registered_at desc"
     )
     return [dict(zip(cols, r, strict=True)) for r in rows]
+
+
+@dataclass(frozen=True)
+class Backtest:
+    """A model's holdout evaluation by the weekly retrain, against the simple baselines."""
+
+    wape: float | None  # the model's WAPE on the holdout
+    baselines: dict[str, float]  # baseline name -> its WAPE on the same holdout rows
+
+    @property
+    def best_baseline(self) -> tuple[str, float] | None:
+        return best_baseline(self.baselines)
+
+    @property
+    def versus(self) -> str:
+        """In words, the best baseline first: "12% better than seasonal naive, ..."."""
+        return versus_baselines(math.nan if self.wape is None else self.wape, self.baselines)
+
+
+def backtest_of(metrics: str | None) -> Backtest | None:
+    """The backtest in a registry row's ``metrics`` (written by the weekly evaluate task);
+    None for a model that was never evaluated, such as the nightly run's first model."""
+    bt: Any = None
+    with contextlib.suppress(ValueError, TypeError, AttributeError):
+        bt = json.loads(metrics or "{}").get("backtest")
+    if not isinstance(bt, dict):
+        return None
+    model = bt.get("model")
+    wape = model.get("wape") if isinstance(model, dict) else None
+    baselines = {str(k): float(v) for k, v in (bt.get("baselines") or {}).items() if v is not None}
+    return Backtest(None if wape is None else float(wape), baselines)
 
 
 def challenger_for(wh: Warehouse, run_date: date) -> tuple[str, str] | None:

@@ -232,6 +232,11 @@ def score_accuracy(wh: Warehouse, evaluation_date: date, lookback_days: int) -> 
     return rows
 
 
+def stored_accuracy(wh: Warehouse, evaluation_date: date) -> pd.DataFrame:
+    """The ``ops.forecast_accuracy`` rows that the monitor of ``evaluation_date`` wrote."""
+    return wh.df(f"select * from {TABLE} where evaluation_date = ?", [evaluation_date])
+
+
 def _as_arrow(rows: pd.DataFrame) -> pa.Table:
     out = rows.copy()
     for col in ("evaluation_date", "run_date", "last_forecast_date"):

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nightcast.cleaning.clean import QUARANTINE_COLUMNS
-from nightcast.config import Settings
+from nightcast.config import GX_DOCS, Settings
 from nightcast.pipeline.runs import record_task, warehouse
 from nightcast.pipeline.stages import clean_path, read_clean
 from nightcast.quality import GateReport, results_frame, validate_table, write_html_report
@@ -238,11 +238,11 @@ def validate(
             seconds=time.monotonic() - started,
             summary=report.summary(),
         )
-    docs = settings.lake / "dq_docs" / f"date={run_date.isoformat()}"
+    docs = settings.gate_docs(run_date)
     page = write_html_report(report.results, docs, run_date)
     gx_page: Location | None = None
     try:
-        gx_page = write_gx_data_docs(validations, docs / "gx", run_date)
+        gx_page = write_gx_data_docs(validations, docs / GX_DOCS, run_date)
     except Exception:  # the docs are a convenience: never let them decide the gate
         log.warning("could not build the GX Data Docs for %s", run_date, exc_info=True)
     log.info(

@@ -14,15 +14,10 @@ from datetime import date, datetime
 from typing import Any
 
 from nightcast.config import Settings
-from nightcast.reporting import load_report_data, render
-from nightcast.storage import Location
+from nightcast.reporting import load_report_data, render, report_path
 from nightcast.warehouse.base import open_warehouse
 
 log = logging.getLogger("nightcast.report")
-
-
-def report_path(settings: Settings, run_date: date) -> Location:
-    return settings.reports / f"date={run_date.isoformat()}" / "nightly_report.html"
 
 
 def report(settings: Settings, run_date: date) -> dict[str, Any]:

@@ -94,6 +94,17 @@ def _run(wh: Warehouse, run_date: date) -> tuple[str, str]:
     return (str(row[0]), str(row[1] or "none")) if row else ("not started", "none")
 
 
+def freshness(wh: Warehouse) -> tuple[bool | None, str]:
+    """(is_stale, stale_reason) as BI reads them now in ``marts.forecast_freshness``;
+    None when the view is missing or empty, the reason then says why."""
+    if not exists(wh, "marts.forecast_freshness"):
+        return None, "marts.forecast_freshness does not exist yet (run dbt build)"
+    row = wh.fetchone("select is_stale, stale_reason from marts.forecast_freshness")
+    if row is None:
+        return None, "marts.forecast_freshness has no row"
+    return bool(row[0]), str(row[1] or "")
+
+
 def published_as_of(wh: Warehouse, run_date: date) -> date | None:
     """The run BI showed once night D had run: the latest published run up to D."""
     row = wh.fetchone(
@@ -103,7 +114,7 @@ def published_as_of(wh: Warehouse, run_date: date) -> date | None:
     return row[0] if row and row[0] is not None else None
 
 
-def freshness(wh: Warehouse, run_date: date, shown: date | None) -> tuple[bool, str]:
+def freshness_as_of(wh: Warehouse, run_date: date, shown: date | None) -> tuple[bool, str]:
     """(stale, why) once night D had run: stale unless run D was published.
 
     As of D, not of today: the live view ``marts.forecast_freshness`` answers for the
@@ -119,6 +130,12 @@ def freshness(wh: Warehouse, run_date: date, shown: date | None) -> tuple[bool, 
         return False, ""
     detail = f": {message}" if message else ""
     return True, f"run {run_date} is {status}{detail}; {shows}"
+
+
+def served_run(wh: Warehouse) -> date | None:
+    """The run BI serves: the latest published one (``marts.forecast_latest`` shows it)."""
+    row = wh.fetchone("select max(run_date) from forecast.runs where status = 'published'")
+    return row[0] if row and row[0] is not None else None
 
 
 def previous_published(wh: Warehouse, run_date: date) -> date | None:
@@ -318,7 +335,7 @@ def headline(
         [run_date],
     )
     served = published_as_of(wh, run_date)
-    stale, reason = freshness(wh, run_date, served)
+    stale, reason = freshness_as_of(wh, run_date, served)
     ahead = totals["forecast_date"].map(lambda d: (d - run_date).days) if len(totals) else None
     return Headline(
         run_date=run_date,
