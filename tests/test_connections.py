@@ -54,22 +54,6 @@ JSONS = [
 ]
 
 
-def _as_airflow(conn: AirflowConnection) -> connections.Connection:
-    """What nightcast.connections makes of a connection Airflow's API returned (the
-    in-task path, _from_airflow, field by field)."""
-    return connections.Connection(
-        conn_id=conn.conn_id,
-        conn_type=conn.conn_type,
-        host=conn.host or None,
-        port=conn.port or None,
-        login=conn.login or None,
-        password=conn.password or None,
-        schema=conn.schema or None,
-        extra=conn.extra_dejson,
-        origin=f"Airflow connection {conn.conn_id!r}",
-    )
-
-
 @pytest.mark.parametrize("uri", URIS)
 def test_a_uri_reads_as_airflow_reads_it(monkeypatch: pytest.MonkeyPatch, uri: str) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_ERP", uri)
@@ -94,7 +78,7 @@ def test_the_same_url_in_a_task_and_outside(monkeypatch: pytest.MonkeyPatch, uri
     monkeypatch.setenv("AIRFLOW_CONN_ERP", uri)
     outside = sa.make_url(connection_url("erp"))
     inside = sa.make_url(
-        connection_to_sqlalchemy(_as_airflow(AirflowConnection.from_uri(uri, "erp")))
+        connection_to_sqlalchemy(connections.from_airflow(AirflowConnection.from_uri(uri, "erp")))
     )
     assert outside == inside, (str(outside), str(inside))
 
@@ -106,7 +90,9 @@ def test_json_connections_give_the_same_url_in_a_task(
     monkeypatch.setenv("AIRFLOW_CONN_ERP", json.dumps(doc))
     outside = sa.make_url(connection_url("erp"))
     inside = sa.make_url(
-        connection_to_sqlalchemy(_as_airflow(AirflowConnection.from_json(json.dumps(doc), "erp")))
+        connection_to_sqlalchemy(
+            connections.from_airflow(AirflowConnection.from_json(json.dumps(doc), "erp"))
+        )
     )
     assert outside == inside
     if doc.get("password"):  # a password with URL delimiters survives as itself

@@ -657,18 +657,12 @@ def connection_to_sqlalchemy(conn: connections.Connection) -> str:
     from sqlalchemy.engine import URL
 
     kind = conn.conn_type.lower()
-    drivers = {
-        "postgres": "postgresql+psycopg",
-        "postgresql": "postgresql+psycopg",
-        "mysql": "mysql+pymysql",
-        "mariadb": "mysql+pymysql",
-    }
     if kind in ("sqlite", "duckdb"):
         path = conn.host or conn.schema
         if not path:
             raise SettingError(f"{conn.origin}: a {kind} connection names no file (host)")
         return f"{kind}:///{path}"
-    driver = drivers.get(kind) or (kind if "+" in kind else None)
+    driver = _DRIVERS.get(kind) or (kind if "+" in kind else None)
     if driver is None:
         raise SettingError(
             f"{conn.origin} has type {conn.conn_type!r}; a database connection is one of "
@@ -725,22 +719,25 @@ def _warehouse_from_connection(conn_id: str) -> str:
     return url
 
 
+# Airflow's connection types (URI schemes) -> the SQLAlchemy driver Nightcast reads them with.
+_DRIVERS = {
+    "sqlite": "sqlite",
+    "postgres": "postgresql+psycopg",
+    "postgresql": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mysql+pymysql",
+}
+
+
 def airflow_uri_to_sqlalchemy(uri: str) -> str:
     """Translate an Airflow connection URI into a SQLAlchemy URL."""
     scheme, sep, rest = uri.partition("://")
     if not sep:
         raise SettingError("not a connection URI: expected scheme://user@host:port/database")
-    mapping = {
-        "sqlite": "sqlite",
-        "postgres": "postgresql+psycopg",
-        "postgresql": "postgresql+psycopg",
-        "mysql": "mysql+pymysql",
-        "mariadb": "mysql+pymysql",
-    }
     base = scheme.split("+", 1)[0]
-    if "+" in scheme or base not in mapping:
+    if "+" in scheme or base not in _DRIVERS:
         return uri
     if base == "sqlite":
         # Airflow writes sqlite:////abs/path; SQLAlchemy wants the same form.
         return f"sqlite://{rest}" if rest.startswith("/") else f"sqlite:///{rest}"
-    return f"{mapping[base]}://{rest}"
+    return f"{_DRIVERS[base]}://{rest}"

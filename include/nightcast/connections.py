@@ -95,8 +95,13 @@ def _from_airflow(conn_id: str) -> Connection:
             f"Connections), with `airflow connections add {conn_id} --conn-uri ...`, in a "
             f"secrets backend, or as {env_var(conn_id)}"
         ) from None
+    return from_airflow(found)
+
+
+def from_airflow(found: Any) -> Connection:
+    """The fields of a connection Airflow's API returned (``airflow.sdk.Connection``)."""
     return Connection(
-        conn_id=conn_id,
+        conn_id=found.conn_id,
         conn_type=str(found.conn_type or ""),
         host=found.host or None,
         port=found.port or None,
@@ -104,7 +109,7 @@ def _from_airflow(conn_id: str) -> Connection:
         password=found.password or None,
         schema=found.schema or None,
         extra=found.extra_dejson,
-        origin=f"Airflow connection {conn_id!r}",
+        origin=f"Airflow connection {found.conn_id!r}",
     )
 
 
