@@ -12,7 +12,7 @@ import pandas as pd
 from _demand import FAST, make_demand
 
 from nightcast.forecasting import ForecastModel
-from nightcast.forecasting.calibration import choose_shift, fit_calibration
+from nightcast.forecasting.calibration import LEVELS, Calibration, choose_shift, fit_calibration
 from nightcast.forecasting.metrics import coverage
 
 Q = (0.1, 0.5, 0.9)
@@ -76,10 +76,69 @@ def test_the_p50_moves_towards_the_median_only_within_the_bias_limit() -> None:
     y = np.where(rng.random(n) < 0.5, 0.0, rng.exponential(4.0, n))  # mean 2, median 0
     p50, scale = np.full(n, 2.0), np.ones(n)
     median = np.full(n, -2.0)  # residual median in scale units
-    lam, info = choose_shift(y, p50, scale, median, 0.05)
-    assert lam == 0.0 and abs(info["bias"]) <= 0.05  # any move would bias totals > 5%
-    lam, info = choose_shift(y, p50, scale, median, 1.0)
-    assert lam == 1.0  # unconstrained: the median has the lowest absolute error
+    level, lam, info = choose_shift(y, p50, scale, median, 0.05)
+    assert (level, lam) == (1.0, 0.0) and abs(info["bias"]) <= 0.05  # a move biases > 5%
+    level, lam, info = choose_shift(y, p50, scale, median, 1.0)
+    assert (level, lam) == (1.0, 1.0)  # unconstrained: the median has the lowest error
+
+
+def test_a_trailing_level_is_corrected_only_as_far_as_the_bias_limit() -> None:
+    """Demand 30% above what the booster forecasts on the validation windows: the
+    smallest level correction that brings the bias within 5% (1.25, not 1.3)."""
+    rng = np.random.default_rng(8)
+    n = 20_000
+    p50, scale = np.full(n, 10.0), np.full(n, 10.0)
+    y = 13.0 + rng.normal(0, 1.0, n)
+    median = np.zeros(n)  # residual medians: no move towards them changes the P50
+    level, _, info = choose_shift(y, p50, scale, median, 0.05, LEVELS)
+    assert level == 1.25 and -0.05 <= info["bias"] < -0.03
+    # within the limit already: no correction
+    level, _, _ = choose_shift(y, p50 * 1.3, scale, median, 0.05, LEVELS)
+    assert level == 1.0
+    # a level beyond the grid: the nearest the grid has (the smallest |bias|)
+    level, _, info = choose_shift(y * 3, p50, scale, median, 0.05, LEVELS)
+    assert level == max(LEVELS) and info["bias"] < -0.05
+
+
+def test_the_level_is_applied_to_the_p50_and_the_band_and_saved(tmp_path: Path) -> None:
+    def skewed(seed: int) -> dict[str, np.ndarray]:
+        # residuals with median 0 and mean +0.31 scale units: moving towards the
+        # median cannot lift the P50, only a level can (the booster trails by ~24%)
+        r = _rows(20_000, seed)
+        noise = np.random.default_rng(seed).exponential(1.0, 20_000) - np.log(2)
+        return {**r, "y": np.maximum(r["p50"] + noise * r["scale"], 0.0)}
+
+    r = skewed(9)
+    window = np.repeat([0, 1], 10_000)
+    args = (r["y"], r["p50"], r["scale"], r["h"], r["disp"], 7, Q, "t", window)
+    cal, info = fit_calibration(*args)
+    assert 1.15 <= cal.level <= 1.3 and abs(info["bias"]) <= 0.05
+    fresh = skewed(10)
+    out = cal.quantiles(fresh["p50"], fresh["scale"], fresh["h"], fresh["disp"])
+    assert abs((out["p50"] - fresh["y"]).sum() / fresh["y"].sum()) <= 0.05
+    assert 0.77 <= coverage(fresh["y"], out["p10"], out["p90"]) <= 0.85
+    # without the level grid (in-sample residuals), no correction
+    flat, _ = fit_calibration(*args, level_grid=(1.0,))
+    assert flat.level == 1.0
+    # artifacts written before the level correction load with none
+    legacy = cal.to_json()
+    del legacy["level"]
+    assert Calibration.from_json(legacy).level == 1.0
+    assert Calibration.from_json(json.loads(json.dumps(cal.to_json()))).level == cal.level
+
+
+def test_the_band_holds_in_every_held_out_window() -> None:
+    """Judged by its worst window: a band calibrated on a calm and a shocked window
+    covers the shocked window's fresh rows too, not only the average of both."""
+    calm, shocked = _rows(5_000, 3), _rows(5_000, 4, shock=0.25)
+    both = {k: np.concatenate([calm[k], shocked[k]]) for k in calm}
+    window = np.repeat([0, 1], 5_000)
+    args = (both["y"], both["p50"], both["scale"], both["h"], both["disp"], 7, Q, "t")
+    cal, info = fit_calibration(*args, window)
+    assert info["cross_window_coverage"] >= 0.75
+    fresh = _rows(20_000, 11, shock=0.25)
+    out = cal.quantiles(fresh["p50"], fresh["scale"], fresh["h"], fresh["disp"])
+    assert coverage(fresh["y"], out["p10"], out["p90"]) >= 0.77
 
 
 def test_a_fitted_model_publishes_calibrated_bands() -> None:

@@ -40,7 +40,9 @@ def test_contributions_plus_base_reproduce_the_raw_p50_in_units(fitted) -> None:
     raw = model.boosters["p50"].predict(design.x) * design.scale
     # the P50 is the booster's forecast moved by its calibration (part of the base)
     assert model.calibration is not None
-    raw += model.calibration.p50_shift(design.scale, design.horizon, model.dispersion(design.x))
+    raw += model.calibration.p50_shift(
+        raw, design.scale, design.horizon, model.dispersion(design.x)
+    )
     contrib = contributions(model, design, "p50")
     assert contrib.shape == (len(raw), len(model.feature_names) + 1)
     np.testing.assert_allclose(contrib.sum(axis=1), raw, rtol=1e-6, atol=1e-6)

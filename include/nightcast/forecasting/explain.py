@@ -96,12 +96,14 @@ def contributions(
     raw = np.asarray(booster.predict(design.x, pred_contrib=True, **extra), dtype=np.float64)
     out = _in_units(booster, raw, design.scale)
     if model.calibration is not None and quantile == "p50":
-        # The published P50 is the booster's forecast moved towards the median by the
-        # calibration: that move is part of the base (what no feature explains).
-        shift = model.calibration.p50_shift(
-            design.scale, design.horizon, model.dispersion(design.x)
-        )
-        out[:, -1] += shift
+        # The published P50 is the booster's forecast times the calibration's level,
+        # moved towards the median: the level scales every contribution alike, the
+        # move is part of the base (what no feature explains).
+        cal = model.calibration
+        booster_p50 = out.sum(axis=1)
+        shift = cal.p50_shift(booster_p50, design.scale, design.horizon, model.dispersion(design.x))
+        out *= cal.level
+        out[:, -1] += shift - (cal.level - 1.0) * booster_p50
     return out
 
 

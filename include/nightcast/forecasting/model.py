@@ -20,7 +20,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from nightcast.forecasting.calibration import Calibration, fit_calibration
+from nightcast.forecasting.calibration import LEVELS, Calibration, fit_calibration
 from nightcast.forecasting.design import COUNTRY_COL as COUNTRY_COL
 from nightcast.forecasting.design import (
     FeatureLayout,
@@ -307,7 +307,18 @@ class ForecastModel:
             )
             h_c, d_c, w_c = rows[:, 1], self.dispersion(x), np.zeros(len(rows))
         self.calibration, calibrated = fit_calibration(
-            y_c, p_c, sc_c, h_c, d_c, self.horizon, self.quantiles, source, w_c, MAX_BIAS
+            y_c,
+            p_c,
+            sc_c,
+            h_c,
+            d_c,
+            self.horizon,
+            self.quantiles,
+            source,
+            w_c,
+            MAX_BIAS,
+            # in-sample residuals say nothing of a level the model trails
+            LEVELS if selection.valid_p50 is not None else (1.0,),
         )
         selection.info["calibration"] = calibrated
         dates = panel.dates(np.array([0, panel.n_periods - 1]))
