@@ -22,8 +22,8 @@ Three choices are made on the residuals, each recorded with the model:
   median: the lowest WAPE whose bias stays within 5%;
 - the band (:func:`_choose_widening`): each validation window is covered by
   bands calibrated on the other windows; the levels are pushed out until that
-  cross-window coverage reaches the nominal one in every window, so a shock one
-  window has and another has not widens the band instead of being missed;
+  cross-window coverage reaches the nominal one, so a shock one window has and
+  another has not widens the band instead of being missed;
 - joint coverage: demand is clipped at zero, so for intermittent series many
   lower bounds are 0 and every zero actual is inside the band from below. The
   upper offset of a pair ``(q, 1 - q)`` is chosen for the pair's joint coverage
@@ -108,22 +108,63 @@ def _neighbourhood(h: np.ndarray, step: int, max_step: int, ok: np.ndarray) -> n
     return ok
 
 
+def _sorted_quantile(a: np.ndarray, q: float) -> float:
+    """``np.quantile(a, q)`` (linear interpolation) of an already sorted ``a``."""
+    pos = q * (len(a) - 1)
+    i = int(np.floor(pos))
+    j = min(i + 1, len(a) - 1)
+    return float(a[i] + (pos - i) * (a[j] - a[i]))
+
+
+class _Groups:
+    """Each [bin][step]'s neighbourhood of residuals ``r``, sorted once.
+
+    Every table of one set of rows (each quantile, the joint upper bound, each
+    widening tried) reads the same neighbourhoods, so they are found and sorted
+    once per set of rows instead of once per table.
+    """
+
+    def __init__(self, r: np.ndarray, h: np.ndarray, b: np.ndarray, n_bins: int, n_steps: int):
+        self.members: list[list[np.ndarray]] = []  # row indices, in order of residual
+        self.values: list[list[np.ndarray]] = []  # their residuals, sorted
+        for bin_ in range(n_bins):
+            in_bin = b == bin_
+            if not in_bin.any():
+                in_bin = np.ones_like(in_bin)
+            members, values = [], []
+            for step in range(1, n_steps + 1):
+                idx = np.flatnonzero(_neighbourhood(h, step, n_steps, in_bin))
+                order = idx[np.argsort(r[idx], kind="stable")]
+                members.append(order)
+                values.append(r[order])
+            self.members.append(members)
+            self.values.append(values)
+
+    def table(self, q: float) -> list[list[float]]:
+        """The ``q`` quantile of the residuals per [bin][step]."""
+        return [[_sorted_quantile(v, q) for v in row] for row in self.values]
+
+    def upper(self, above: np.ndarray, coverage: float) -> list[list[float]]:
+        """Per [bin][step], the residual quantile among rows ``above`` their lower bound
+        that leaves ``coverage`` of all the neighbourhood's rows inside the band."""
+        table = []
+        for members, values in zip(self.members, self.values, strict=True):
+            row = []
+            for idx, v in zip(members, values, strict=True):
+                ok = above[idx]
+                frac = float(ok.mean())
+                level = min(1.0, coverage / frac) if frac > 0 else 1.0
+                kept = v[ok]
+                row.append(_sorted_quantile(kept, level) if len(kept) else 0.0)
+            table.append(row)
+        return table
+
+
 def _offset_tables(
     r: np.ndarray, h: np.ndarray, b: np.ndarray, n_bins: int, n_steps: int, q: float
 ) -> list[list[float]]:
     """The ``q`` quantile of ``r`` per [bin][step], over each step's neighbourhood."""
-    table = []
-    for bin_ in range(n_bins):
-        in_bin = b == bin_
-        if not in_bin.any():
-            in_bin = np.ones_like(in_bin)
-        table.append(
-            [
-                float(np.quantile(r[_neighbourhood(h, step, n_steps, in_bin)], q))
-                for step in range(1, n_steps + 1)
-            ]
-        )
-    return table
+    return _Groups(r, h, b, n_bins, n_steps).table(q)
 
 
 def _lookup(table: list[list[float]], b: np.ndarray, h: np.ndarray) -> np.ndarray:
@@ -239,6 +280,11 @@ class _Rows(NamedTuple):
     n_bins: int
     n_steps: int
 
+    def groups(self) -> _Groups:
+        """The neighbourhoods of these rows' residuals from the P50."""
+        r = (self.y - self.p50) / self.scale
+        return _Groups(r, self.h, self.b, self.n_bins, self.n_steps)
+
     def take(self, sel: np.ndarray) -> _Rows:
         return _Rows(
             self.y[sel],
@@ -256,32 +302,27 @@ def _widened(q: float, widen: float) -> float:
 
 
 def _interval_tables(
-    rows: _Rows, levels: list[float], widen: float
+    rows: _Rows, levels: list[float], widen: float, groups: _Groups | None = None
 ) -> dict[str, list[list[float]]]:
-    """Offset tables of every quantile but the P50, each level pushed out by ``widen``."""
+    """Offset tables of every quantile but the P50, each level pushed out by ``widen``.
+
+    ``groups``: ``rows.groups()`` when the caller already has them.
+    """
     from nightcast.forecasting.training import quantile_name
 
-    r = (rows.y - rows.p50) / rows.scale
+    groups = groups or rows.groups()
     out: dict[str, list[list[float]]] = {}
     for q in levels:
         partner = round(1.0 - q, 9)
         if q > 0.5 and quantile_name(partner) in out:
-            out[quantile_name(q)] = _upper_tables(
-                r,
-                rows.y,
-                rows.p50,
-                rows.scale,
-                rows.h,
-                rows.b,
-                rows.n_bins,
-                rows.n_steps,
-                out[quantile_name(partner)],
-                _widened(q, widen) - _widened(partner, widen),
-            )
+            # Joint coverage: the upper offset leaves the pair's coverage inside the
+            # band, counting the rows at or above their (clipped) lower bound only.
+            lower = out[quantile_name(partner)]
+            lo = np.maximum(rows.p50 + _lookup(lower, rows.b, rows.h) * rows.scale, 0.0)
+            coverage = _widened(q, widen) - _widened(partner, widen)
+            out[quantile_name(q)] = groups.upper(rows.y >= lo, coverage)
         else:
-            out[quantile_name(q)] = _offset_tables(
-                r, rows.h, rows.b, rows.n_bins, rows.n_steps, _widened(q, widen)
-            )
+            out[quantile_name(q)] = groups.table(_widened(q, widen))
     return out
 
 
@@ -299,11 +340,8 @@ def _choose_widening(
     Each validation window's rows are covered by bands calibrated on the other
     windows (cross-window conformal): that coverage includes the shocks one
     window has and another does not, which a band calibrated and checked on the
-    same rows never sees. Each widening in ``WIDENINGS`` is judged by its lowest
-    held-out window's coverage, and the one whose coverage is nearest the band's
-    nominal coverage wins (1 with one window): a band that holds on average but
-    not through one window's shock is too narrow for the next. Returns the
-    widening and that lowest window's coverage.
+    same rows never sees. The widening in ``WIDENINGS`` whose cross-window
+    coverage is nearest the band's nominal coverage wins (1 with one window).
     """
     from nightcast.forecasting.training import quantile_name
 
@@ -317,14 +355,19 @@ def _choose_widening(
     lo_q, hi_q = min(lows), max(highs)
     target = hi_q - lo_q
     lo, hi = quantile_name(lo_q), quantile_name(hi_q)
+    splits = []  # (calibration rows and their neighbourhoods, held-out rows) per window
+    for w in ids:
+        held = window == w
+        calib = rows.take(~held)
+        splits.append((calib, calib.groups(), rows.take(held)))
     best: tuple[float, float] | None = None
     for widen in WIDENINGS:
         per_window = []
-        for w in ids:
-            held = window == w
-            tables = _interval_tables(rows.take(~held), [lo_q, hi_q], widen)
-            per_window.append(_band_coverage(rows.take(held), tables, lo, hi))
-        cov = min(per_window)
+        for calib, groups, held_rows in splits:
+            tables = _interval_tables(calib, [lo_q, hi_q], widen, groups)
+            per_window.append(_band_coverage(held_rows, tables, lo, hi))
+        sizes = [len(held_rows.y) for _, _, held_rows in splits]
+        cov = float(np.average(per_window, weights=sizes))
         if best is None or abs(cov - target) < abs(best[1] - target):
             best = (widen, cov)
         if cov >= target:
@@ -337,38 +380,3 @@ def _choose_widening(
 WIDENING_ROWS = 200_000
 # Band widenings tried: the levels of (0.1, 0.9) go out to (0.0125, 0.9875) at most.
 WIDENINGS = tuple(float(round(x, 4)) for x in np.linspace(1.0, 1.2375, 20))
-
-
-def _upper_tables(
-    r: np.ndarray,
-    y: np.ndarray,
-    p50: np.ndarray,
-    scale: np.ndarray,
-    h: np.ndarray,
-    b: np.ndarray,
-    n_bins: int,
-    n_steps: int,
-    lower: list[list[float]],
-    coverage: float,
-) -> list[list[float]]:
-    """Upper offsets giving the pair (``lower``, upper) a joint ``coverage``.
-
-    Among rows at or above their (clipped) lower bound, the upper offset is the
-    residual quantile that leaves ``coverage`` of all rows inside the band.
-    """
-    lo = np.maximum(p50 + _lookup(lower, b, h) * scale, 0.0)
-    above = y >= lo
-    table = []
-    for bin_ in range(n_bins):
-        in_bin = b == bin_
-        if not in_bin.any():
-            in_bin = np.ones_like(in_bin)
-        row = []
-        for step in range(1, n_steps + 1):
-            sel = _neighbourhood(h, step, n_steps, in_bin)
-            frac = float(above[sel].mean())
-            level = min(1.0, coverage / frac) if frac > 0 else 1.0
-            ok = sel & above
-            row.append(float(np.quantile(r[ok], level)) if ok.any() else 0.0)
-        table.append(row)
-    return table

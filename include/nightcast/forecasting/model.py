@@ -57,7 +57,11 @@ from nightcast.storage import Location
 log = logging.getLogger("nightcast.forecasting")
 
 DEFAULT_PARAMS: dict[str, Any] = {
-    "learning_rate": 0.1,
+    # 0.05 rather than LightGBM's 0.1: early stopping on the validation windows often
+    # stops within a few dozen rounds, and a smaller step stops nearer the best point
+    # (WAPE 0.5-2.5% lower on all six sets of bench/accuracy_suite.py over 3 seeds, for
+    # 30-40% more rounds).
+    "learning_rate": 0.05,
     "num_leaves": 31,
     "min_data_in_leaf": 20,
     "feature_fraction": 0.9,
