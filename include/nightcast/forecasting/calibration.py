@@ -185,10 +185,11 @@ def choose_shift(
     The median minimises WAPE (absolute error), the mean keeps totals unbiased;
     with zero-heavy demand they differ. A booster that trails a rising level (or
     overshoots a falling one) on the validation windows is multiplied by a
-    ``level`` in ``levels``. The pair (``level``, ``lam`` in ``SHIFTS``) with the
-    lowest WAPE whose |bias| stays within ``max_bias`` wins (the smallest |bias|
-    when none does; the level nearest 1 and the smallest shift among equals).
-    Returns ``level``, ``lam`` and their WAPE and bias.
+    ``level`` in ``levels``: the one nearest 1 at which some shift ``lam`` in
+    ``SHIFTS`` keeps |bias| within ``max_bias``, and at that level the shift with
+    the lowest WAPE within the limit (the smallest shift among equals). When no
+    pair meets the limit, the pair with the smallest |bias| wins. Returns
+    ``level``, ``lam`` and their WAPE and bias.
     """
     if len(y) > CHOICE_ROWS:  # WAPE and bias of a large sample are as exact
         keep = np.random.default_rng(0).choice(len(y), CHOICE_ROWS, replace=False)
