@@ -108,7 +108,7 @@ def test_a_trailing_level_is_corrected_only_as_far_as_the_bias_limit() -> None:
     assert level == max(LEVELS) and info["bias"] < -0.05
 
 
-def test_the_level_is_applied_to_the_p50_and_the_band_and_saved(tmp_path: Path) -> None:
+def test_the_level_is_applied_to_the_p50_and_the_band_and_saved() -> None:
     def skewed(seed: int) -> dict[str, np.ndarray]:
         # residuals with median 0 and mean +0.31 scale units: moving towards the
         # median cannot lift the P50, only a level can (the booster trails by ~24%)

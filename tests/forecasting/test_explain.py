@@ -59,6 +59,30 @@ def test_contributions_plus_base_reproduce_the_raw_p50_in_units(fitted) -> None:
     np.testing.assert_allclose(first["prediction"].to_numpy(), raw, rtol=1e-6, atol=1e-6)
 
 
+def test_a_level_correction_scales_every_contribution(fitted) -> None:
+    """With a calibration level of 1.2 the features explain 1.2x their share, and the
+    contributions still add up to the published P50 before clipping."""
+    model, history, future, cut = fitted
+    assert model.calibration is not None
+    design = model.prediction_design(history, future, cut)
+    before = contributions(model, design, "p50")
+    saved = model.calibration.level
+    try:
+        model.calibration.level = saved * 1.2
+        after = contributions(model, design, "p50")
+    finally:
+        model.calibration.level = saved
+    np.testing.assert_allclose(after[:, :-1], before[:, :-1] * 1.2, rtol=1e-9, atol=1e-12)
+    booster = model.boosters["p50"].predict(design.x) * design.scale
+    disp = model.dispersion(design.x)
+    cal = model.calibration
+    median_move = (
+        cal.p50_shift(booster, design.scale, design.horizon, disp) - (cal.level - 1.0) * booster
+    )
+    want = booster * saved * 1.2 + median_move
+    np.testing.assert_allclose(after.sum(axis=1), want, rtol=1e-6, atol=1e-6)
+
+
 def test_top_k_are_the_largest_by_absolute_contribution_in_order(fitted) -> None:
     model, history, future, cut = fitted
     out = explain(model, history, future, cut, top_k=4, series=["S001", "S005"])
