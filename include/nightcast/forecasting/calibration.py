@@ -70,9 +70,15 @@ class Calibration:
     def p50_shift(
         self, p50: np.ndarray, scale: np.ndarray, horizon: np.ndarray, dispersion: np.ndarray
     ) -> np.ndarray:
-        """The P50's move from the booster's forecast ``p50``, in units (before clipping)."""
-        table = _lookup(self.offsets[P50], _bins(dispersion, self.edges), horizon)
-        return (self.level - 1.0) * p50 + table * scale
+        """The P50's move from the booster's forecast ``p50``, in units (before clipping):
+        the level correction plus the move towards the median."""
+        return (self.level - 1.0) * p50 + self.median_move(scale, horizon, dispersion)
+
+    def median_move(
+        self, scale: np.ndarray, horizon: np.ndarray, dispersion: np.ndarray
+    ) -> np.ndarray:
+        """The P50's move towards the residuals' median, in units (after the level)."""
+        return _lookup(self.offsets[P50], _bins(dispersion, self.edges), horizon) * scale
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -100,10 +100,8 @@ def contributions(
         # moved towards the median: the level scales every contribution alike, the
         # move is part of the base (what no feature explains).
         cal = model.calibration
-        booster_p50 = out.sum(axis=1)
-        shift = cal.p50_shift(booster_p50, design.scale, design.horizon, model.dispersion(design.x))
         out *= cal.level
-        out[:, -1] += shift - (cal.level - 1.0) * booster_p50
+        out[:, -1] += cal.median_move(design.scale, design.horizon, model.dispersion(design.x))
     return out
 
 
