@@ -115,3 +115,50 @@ def test_sampled_training_rows_are_valid_distinct_and_spread_over_steps() -> Non
     assert (t < panel.n_periods).all() and not np.isnan(panel.y[s[rows[:, 0]], t]).any()
     counts = np.bincount(rows[:, 1], minlength=29)[1:]
     assert counts.min() > 0.8 * counts.mean() and counts.max() < 1.2 * counts.mean()
+
+
+@pytest.mark.parametrize("freq,periods", [("D", 1100), ("W", 520)])
+def test_statistics_from_a_late_start_give_the_same_features(freq: str, periods: int) -> None:
+    """HistoryStats begun ``lookback`` periods before the earliest origin (the nightly
+    forecast of a long history) give every feature the whole history gives: random
+    panels with gaps, stock-out runs, late starts and series silent for years."""
+    from nightcast.forecasting.features import HistoryStats, lookback
+    from nightcast.forecasting.panel import Panel, freq_spec
+
+    spec = freq_spec(freq)
+    rng = np.random.default_rng(5)
+    n = 60
+    y = rng.poisson(rng.gamma(1.0, 3.0, size=(n, 1)), size=(n, periods)).astype(float)
+    y[rng.random((n, periods)) < 0.1] = np.nan  # scattered stock-outs
+    first = rng.integers(0, periods - 40, size=n)
+    first[:5] = 0
+    for i in range(n):
+        y[i, : first[i]] = np.nan
+    y[0, 50:] = np.nan  # known only long before the statistics' start
+    y[1, 10:] = 0.0  # no sale since then
+    y[2, :] = 0.0  # never sold
+    panel = Panel(
+        np.array([f"s{i}" for i in range(n)]),
+        pd.Timestamp("2020-01-06"),
+        spec.step,
+        y,
+        first,
+        np.full(n, periods - 1),
+    )
+    earliest = periods - 30
+    assert earliest - lookback(spec) > 0  # the late statistics do start later
+    s = np.repeat(np.arange(n), 30)
+    o = np.tile(np.arange(earliest, periods), n)
+    h = rng.integers(1, 29, size=len(s))
+    feats = []
+    for stats in (HistoryStats(panel, spec), HistoryStats(panel, spec, earliest)):
+        scale = stats.scale(s, o)
+        f = stats.origin_features(s, o, scale)
+        f.update(stats.seasonal_features(s, o, o + h, scale))
+        f["last_known"] = stats.last_known_at(s, o).astype(float)
+        feats.append(f)
+    assert feats[1]["last_known"][0] == 49  # from before the start
+    for name, full in feats[0].items():
+        # EWMs forget their start to within float rounding; everything else is exact
+        tol = 1e-12 if name.startswith("ewm") else 0
+        np.testing.assert_allclose(feats[1][name], full, rtol=tol, atol=tol, err_msg=name)

@@ -43,11 +43,11 @@ def baseline_forecasts(panel: Panel, spec: FreqSpec, big_h: int) -> pd.DataFrame
     Each series is forecast from its last period (the cutoff); ``mase_scale`` is
     its in-sample seasonal naive error.
     """
-    stats = HistoryStats(panel, spec)
+    stats = HistoryStats(panel, spec, int(panel.last.min()))
     s = np.repeat(np.arange(panel.n_series, dtype=np.int64), big_h)
     h = np.tile(np.arange(1, big_h + 1, dtype=np.int64), panel.n_series)
     o = panel.last[s]
-    lk = stats.last_known[s, o]
+    lk = stats.last_known_at(s, o)
     naive = np.where(lk >= 0, panel.y[s, np.maximum(lk, 0)], np.nan)
     m = spec.season
     back = o + h - m * np.ceil(h / m).astype(np.int64)

@@ -278,8 +278,9 @@ class ForecastModel:
         self.categories = {
             c: sorted(panel.statics[c].dropna().astype(str).unique()) for c in self.static_cols
         }
-        stats = HistoryStats(panel, self.spec)
         s, o, rows = self._training_rows(panel)
+        # (validation windows start after the earliest training origin)
+        stats = HistoryStats(panel, self.spec, int(o.min()))
         self.calendar = self._calendar_for(panel, o)
         self._features = []
         x, scale = self._design(panel, stats, s, o, rows)
@@ -463,8 +464,8 @@ class ForecastModel:
             future=(future_df, self.horizon),
             name="df_history",
         )
-        stats = HistoryStats(panel, self.spec)
         s, o, rows = prediction_rows(panel, self.horizon)
+        stats = HistoryStats(panel, self.spec, int(o.min()))
         x, scale = self._design(panel, stats, s, o, rows)
         return PredictionDesign(
             ids=panel.ids[rows[:, 0]],
