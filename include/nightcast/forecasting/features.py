@@ -133,19 +133,22 @@ class HistoryStats:
 
         ``start``: each alpha's state before the first period (NaN: none).
         """
-        # Periods as rows: each step reads and writes contiguous memory.
+        # Periods as rows, every alpha in one pass: each step reads and writes
+        # contiguous memory.
         yt = np.ascontiguousarray(y.T)
-        nan = np.isnan(yt)
-        out = {a: np.empty_like(yt) for a in alphas}
-        for a in alphas:
-            state = np.full(y.shape[0], np.nan) if start is None else start[a].copy()
-            res = out[a]
-            for i in range(yt.shape[0]):
-                col = yt[i]
-                upd = np.where(np.isnan(state), col, a * col + (1 - a) * state)
-                state = np.where(nan[i], state, upd)
-                res[i] = state
-        return {a: v.T for a, v in out.items()}
+        known = ~np.isnan(yt)
+        a = np.asarray(alphas)[:, None]
+        state = np.full((len(alphas), y.shape[0]), np.nan)
+        if start is not None:
+            state[:] = [start[x] for x in alphas]
+        out = np.empty((yt.shape[0], len(alphas), y.shape[0]))
+        for i in range(yt.shape[0]):
+            col = yt[i]
+            np.copyto(
+                state, np.where(np.isnan(state), col, a * col + (1 - a) * state), where=known[i]
+            )
+            out[i] = state
+        return {x: out[:, j, :].T for j, x in enumerate(alphas)}
 
     def _window(
         self, c: np.ndarray, s: np.ndarray, o: np.ndarray, w: int | None, off: int
