@@ -182,15 +182,22 @@ class Panel:
 _NS_PER_UNIT = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 
 
+def _numeric(col: pd.Series) -> pd.Series:
+    """``col`` as numbers (raising on text that is not); numeric columns as they are."""
+    return col if pd.api.types.is_numeric_dtype(col) else pd.to_numeric(col, errors="raise")
+
+
 def _period_index(ds: pd.Series, start: pd.Timestamp, step: pd.Timedelta, name: str) -> np.ndarray:
     # On the integers of the column's own unit (UTC when time-zone aware), without a
     # timedelta Series or a unit conversion: a third of the time at 10M rows.
     values = ds.array if isinstance(ds.array, DatetimeArray) else pd.DatetimeIndex(ds).array
     per = _NS_PER_UNIT[values.unit]
     delta = values.asi8 - start.value // per
-    idx, rem = np.divmod(delta, int(step.value) // per)
-    if (rem != 0).any():
-        bad = ds[rem != 0].iloc[0]
+    step_u = int(step.value) // per
+    idx = delta // step_u  # (np.divmod on int64 is 20x slower than // and a product)
+    off_grid = idx * step_u != delta
+    if off_grid.any():
+        bad = ds[off_grid].iloc[0]
         raise ValueError(
             f"{name} column 'ds' is not on a regular {step} grid starting {start.date()}: "
             f"e.g. {pd.Timestamp(bad)}"
@@ -249,7 +256,7 @@ def build_panel(
     panel = Panel(ids, start, spec.step, y, first, last, stockout=stockout)
     for col in exog_cols:
         mat = np.zeros((s_n, n_t + extra), dtype=np.float64)
-        mat[codes, t] = pd.to_numeric(df[col], errors="raise").fillna(0).to_numpy(np.float64)
+        mat[codes, t] = _numeric(df[col]).fillna(0).to_numpy(np.float64)
         panel.exog[col] = mat
     if future_df is not None and exog_cols:
         _fill_future(panel, future_df, exog_cols, n_t + extra)
@@ -270,7 +277,7 @@ def _fill_future(panel: Panel, future_df: pd.DataFrame, exog_cols: list[str], n_
     t = _period_index(future_df[DS], panel.start, panel.step, "future_df")
     keep = (pos >= 0) & (t >= 0) & (t < n_total)
     for col in exog_cols:
-        vals = pd.to_numeric(future_df[col], errors="raise").fillna(0).to_numpy(np.float64)
+        vals = _numeric(future_df[col]).fillna(0).to_numpy(np.float64)
         panel.exog[col][pos[keep], t[keep]] = vals[keep]
 
 
