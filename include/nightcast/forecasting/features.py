@@ -107,9 +107,8 @@ class HistoryStats:
         )
         # ... window-only sums (deviation, zero share, same-season means) from
         # ``short_off``: their c[:, i] - c[:, j] is the sum of periods short_off + j..i-1 ...
-        self.short_off = since(_short_lookback(spec)) - off
-        y0s, known_s = y0[:, self.short_off :], known[:, self.short_off :]
-        self.short_off += off
+        self.short_off = since(_short_lookback(spec))  # (>= off: a shorter lookback)
+        y0s, known_s = y0[:, self.short_off - off :], known[:, self.short_off - off :]
         self.csq = _cumsum0(y0s * y0s)
         self.czero = _cumsum0((known_s & (y0s == 0)).astype(np.float32), np.float32)
         self.ssum = _seasonal_cumsum(y0s, spec.season)
