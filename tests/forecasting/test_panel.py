@@ -155,9 +155,9 @@ def test_statistics_from_a_late_start_give_the_same_features(freq: str, periods:
         scale = stats.scale(s, o)
         f = stats.origin_features(s, o, scale)
         f.update(stats.seasonal_features(s, o, o + h, scale))
-        f["last_known"] = stats.last_known_at(s, o).astype(float)
+        f["last_known_period"] = stats.last_known_at(s, o).astype(float)
         feats.append(f)
-    assert feats[1]["last_known"][0] == 49  # from before the start
+    assert feats[1]["last_known_period"][0] == 49  # from before the start
     for name, full in feats[0].items():
         # EWMs forget their start to within float rounding; everything else is exact
         tol = 1e-12 if name.startswith("ewm") else 0
