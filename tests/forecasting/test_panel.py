@@ -58,6 +58,21 @@ def test_weekly_grid_is_checked() -> None:
         build_panel(df, freq_spec("W"), None, [], [], None)
 
 
+def test_a_future_frame_in_another_time_zone_is_refused(demand: pd.DataFrame) -> None:
+    """Dates of two time zones are not compared as integers: the message says why."""
+    df = demand.assign(on_promo=0.0)
+    model = ForecastModel(FAST, horizon=7).fit(df, exog_cols=["on_promo"])
+    days = pd.date_range(df["ds"].max() + pd.Timedelta(days=1), periods=7)
+    ids = df["unique_id"].unique()
+    future = pd.DataFrame(
+        {"unique_id": np.repeat(ids, 7), "ds": np.tile(days, len(ids)), "on_promo": 1.0}
+    )
+    aware = future.assign(ds=future["ds"].dt.tz_localize("Europe/Berlin"))
+    with pytest.raises(ValueError, match="future_df column 'ds' is in time zone Europe/Berlin"):
+        model.predict(df, aware)
+    assert len(model.predict(df, future)) == len(ids) * 7
+
+
 def test_no_leakage_from_after_the_cutoff(demand: pd.DataFrame) -> None:
     cutoff = pd.Timestamp("2023-06-01")
     model = ForecastModel(FAST, horizon=7).fit(demand, cutoff=cutoff)

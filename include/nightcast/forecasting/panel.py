@@ -191,6 +191,11 @@ def _period_index(ds: pd.Series, start: pd.Timestamp, step: pd.Timedelta, name: 
     # On the integers of the column's own unit (UTC when time-zone aware), without a
     # timedelta Series or a unit conversion: a third of the time at 10M rows.
     values = ds.array if isinstance(ds.array, DatetimeArray) else pd.DatetimeIndex(ds).array
+    if str(values.tz) != str(start.tz):  # (integers of two time zones do not compare)
+        raise ValueError(
+            f"{name} column 'ds' is in time zone {values.tz or 'none'} but the grid starting "
+            f"{start} is in {start.tz or 'none'}: give both the same time zone"
+        )
     per = _NS_PER_UNIT[values.unit]
     delta = values.asi8 - start.value // per
     step_u = int(step.value) // per
