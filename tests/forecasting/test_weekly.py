@@ -7,27 +7,30 @@ import pandas as pd
 from _demand import FAST, make_demand
 
 from nightcast.forecasting import ForecastModel
+from nightcast.forecasting.explain import contributions
 from nightcast.forecasting.model import VALID_WINDOWS, YEARLY_CALENDAR
 from nightcast.forecasting.panel import calendar
-from nightcast.forecasting.training import CANDIDATES
+from nightcast.forecasting.training import BASES, CANDIDATES, objective_params
 
 
 def test_recipe_is_chosen_on_the_validation_window_and_recorded() -> None:
     df = make_demand(n_series=8, n_days=60, seed=3, freq="W", sparse=False)
     model = ForecastModel(horizon=8, freq="W").fit(df)
     sel = model.train_info["selection"]
-    assert set(sel["candidates"]) == set(CANDIDATES)
+    assert set(sel["candidates"]) == set(CANDIDATES) | set(BASES)
     best = min(sel["candidates"].values(), key=lambda c: c["wape"])
     chosen = sel["candidates"][sel["objective"]]
     # the lowest validation WAPE wins unless its bias is beyond 5% and another's is not
     assert chosen["wape"] == best["wape"] or abs(best["bias"]) > 0.05
     # early stopping chose the rounds; the final booster went on a tenth more on every row
+    assert sel["objective"] not in BASES  # (a seasonal, noisy set: the average start wins)
     assert 10 <= sel["rounds"] <= sel["max_rounds"]
     extra = max(10, sel["rounds"] // 10)
     # (LightGBM stops sooner once no split improves the loss)
     assert model.boosters["p50"].current_iteration() == sel["final_rounds"]
     assert sel["rounds"] < sel["final_rounds"] <= sel["rounds"] + extra
     assert CANDIDATES[sel["objective"]]["objective"] == model.boosters["p50"].params["objective"]
+    assert model.p50_base is None and "base" not in sel
     assert sel["validation"]["rows"] == VALID_WINDOWS * 8 * 8  # windows x series x steps
     assert not set(YEARLY_CALENDAR) & set(model.feature_names)
     # Explicit rounds and objective win, also in the clones a backtest fits.
@@ -75,3 +78,72 @@ def test_a_history_too_short_to_validate_still_fits_and_says_so() -> None:
     assert model.calibration is not None and "in-sample" in model.calibration.source
     fc = model.predict(df)
     assert len(fc) == 5 * 28 and (fc["p10"] <= fc["p90"]).all()
+
+
+def _random_walks(n_series: int, n_weeks: int, seed: int) -> pd.DataFrame:
+    """Steady, high-volume weekly demand whose best forecast is last week's value."""
+    rng = np.random.default_rng(seed)
+    level = 300 * np.exp(np.cumsum(rng.normal(0, 0.08, (n_series, n_weeks)), axis=1))
+    dates = pd.date_range("2023-01-02", periods=n_weeks, freq="W-MON")
+    return pd.DataFrame(
+        {
+            "unique_id": np.repeat([f"R{i:02d}" for i in range(n_series)], n_weeks),
+            "ds": np.tile(dates, n_series),
+            "y": rng.poisson(level).ravel().astype(float),
+        }
+    )
+
+
+def test_random_walks_boost_from_last_weeks_value(tmp_path) -> None:
+    df = _random_walks(40, 70, seed=5)
+    model = ForecastModel(horizon=8, freq="W").fit(df)
+    sel = model.train_info["selection"]
+    # The candidate that starts from last week's value wins, with the fewest rounds, and
+    # is recorded with the model; the average start keeps the 8-week mean and loses.
+    assert sel["objective"] == "l2_last" and sel["base"] == model.p50_base == "last_known"
+    others = [c["wape"] for n, c in sel["candidates"].items() if n != "l2_last"]
+    assert sel["candidates"]["l2_last"]["wape"] < min(others)
+    assert model.boosters["p50"].params["objective"] == objective_params("l2_last")["objective"]
+    design = model.prediction_design(df)
+    ratio = model.boosters["p50"].predict(design.x)
+    last = df.sort_values("ds").groupby("unique_id")["y"].last()
+    assert model.calibration is not None
+    fc = model.predict(df)
+    # The published P50 is last week's value plus the trees' (small) correction.
+    expect = (ratio + design.x[:, model.feature_names.index("last_known")]) * design.scale
+    expect += model.calibration.p50_shift(
+        expect, design.scale, design.horizon, model.dispersion(design.x)
+    )
+    np.testing.assert_allclose(fc["p50"], np.maximum(expect, 0), rtol=1e-6)
+    rel = np.abs(fc["p50"].to_numpy() / last.reindex(fc["unique_id"]).to_numpy() - 1)
+    assert np.median(rel) < 0.05
+    # The base is part of the artifact: a loaded model forecasts the same.
+    loaded = ForecastModel.load(model.save(tmp_path / "m").path)
+    assert loaded.p50_base == "last_known"
+    pd.testing.assert_frame_equal(loaded.predict(df), fc)
+    # The base is the last_known feature's contribution: the explanation still adds up.
+    contrib = contributions(model, design, "p50")
+    np.testing.assert_allclose(contrib.sum(axis=1), expect, rtol=1e-6, atol=1e-6)
+    j = model.feature_names.index("last_known")
+    assert (np.abs(contrib[:, j]) > 0.5 * np.abs(expect)).all()
+
+
+def test_daily_models_offer_no_base_and_short_histories_never_choose_one() -> None:
+    daily = ForecastModel(FAST, horizon=7).fit(make_demand(n_series=4, n_days=120, seed=2))
+    assert not set(BASES) & set(daily.train_info["selection"]["candidates"])
+    # Too short to validate: nothing tells a base from the average, the first plain one.
+    short = _random_walks(5, 14, seed=1)
+    model = ForecastModel(horizon=8, freq="W").fit(short)
+    assert model.train_info["selection"]["objective"] == "l2" and model.p50_base is None
+
+
+def test_a_base_candidate_leaves_the_labels_as_it_found_them(monkeypatch) -> None:
+    df = _random_walks(20, 60, seed=2)
+    first = ForecastModel(horizon=8, freq="W").fit(df).train_info["selection"]["candidates"]
+    # The base candidate trained first: the ones after it see the plain labels again.
+    monkeypatch.setattr(ForecastModel, "_candidates", lambda self, target: ["l2_last", "l2"])
+    again = ForecastModel(horizon=8, freq="W").fit(df).train_info["selection"]["candidates"]
+    for name in ("l2", "l2_last"):
+        assert {k: v for k, v in again[name].items() if k != "seconds"} == {
+            k: v for k, v in first[name].items() if k != "seconds"
+        }

@@ -17,7 +17,9 @@ many units one feature moved this forecast away from it. With a log-link
 objective (Tweedie) SHAP values add up in log space: the base is then
 exp(base) times the scale, and ``prediction - base_value`` is shared between the
 features in proportion to their log-space contributions (additive again, same
-signs and order).
+signs and order). A P50 booster that corrects a base (last week's value, see
+``ForecastModel.p50_base``) has that base, in units, added to the base feature's
+contribution: the feature it is read from is what put it in the forecast.
 
 Feature values are reported in readable units: level features (lags, rolling
 means, EWMs, seasonal means), which the model sees divided by the scale, are
@@ -35,6 +37,7 @@ import pandas as pd
 
 from nightcast.forecasting.model import ForecastModel, PredictionDesign
 from nightcast.forecasting.panel import DS, ID
+from nightcast.forecasting.training import base_values
 
 # Objectives whose booster output is exp(raw score): SHAP values are in log space.
 LOG_LINK = ("tweedie", "poisson", "gamma")
@@ -95,6 +98,11 @@ def contributions(
     extra: dict[str, Any] = {} if num_threads is None else {"num_threads": num_threads}
     raw = np.asarray(booster.predict(design.x, pred_contrib=True, **extra), dtype=np.float64)
     out = _in_units(booster, raw, design.scale)
+    if quantile == "p50" and model.p50_base is not None:
+        # A booster that corrects a base (the last value, say): the base is that
+        # feature's contribution, so the contributions still add up to the forecast.
+        j = model.feature_names.index(model.p50_base)
+        out[:, j] += base_values(design.x, model.feature_names, model.p50_base) * design.scale
     if model.calibration is not None and quantile == "p50":
         # The published P50 is the booster's forecast times the calibration's level,
         # moved towards the median: the level scales every contribution alike, the

@@ -44,11 +44,13 @@ from nightcast.forecasting.panel import (
 )
 from nightcast.forecasting.reference import reference_bins
 from nightcast.forecasting.training import (
+    BASES,
     CANDIDATES,
     MAX_BIAS,
     Trainer,
     TrainingSet,
     ValidationSet,
+    base_values,
     select_and_train,
 )
 from nightcast.forecasting.training import quantile_name as _qname
@@ -171,6 +173,8 @@ class ForecastModel:
         self.reference_bins: dict[str, Any] | None = None
         # Quantiles around the P50 (None: an artifact with one booster per quantile).
         self.calibration: Calibration | None = None
+        # The feature the P50 booster's output is added to (training.BASES), or None.
+        self.p50_base: str | None = None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -298,6 +302,7 @@ class ForecastModel:
             self.trainer,
         )
         self.boosters = {_qname(0.5): selection.booster}
+        self.p50_base = selection.base
         if valid is not None and selection.valid_p50 is not None:
             days = ", ".join(str(d.date()) for d in panel.dates(np.asarray(cuts)))
             source = f"validation windows after {days}"
@@ -307,7 +312,7 @@ class ForecastModel:
             source = "in-sample residuals (no validation window)"
             y_c, p_c, sc_c = (
                 target * scale,
-                np.maximum(selection.booster.predict(x), 0.0) * scale,
+                np.maximum(self.p50_ratio(x), 0.0) * scale,
                 scale,
             )
             h_c, d_c, w_c = rows[:, 1], self.dispersion(x), np.zeros(len(rows))
@@ -360,7 +365,14 @@ class ForecastModel:
         names = list(CANDIDATES)
         if np.nanmin(target) < 0:  # Tweedie needs non-negative targets (returns net of sales)
             names.remove("tweedie")
+        if not self.spec.daily:  # (see training.BASES)
+            names += list(BASES)
         return names
+
+    def p50_ratio(self, x: np.ndarray) -> np.ndarray:
+        """The P50 booster's forecast over the scale for design rows ``x``, its base included."""
+        raw = np.asarray(self.boosters[_qname(0.5)].predict(x), dtype=np.float64)
+        return raw + base_values(x, self._features, self.p50_base)
 
     def dispersion(self, x: np.ndarray) -> np.ndarray:
         """Each row's recent coefficient of variation (the calibration's bins)."""
@@ -415,7 +427,7 @@ class ForecastModel:
             preds = np.column_stack([self.boosters[n].predict(x) for n in self.quantile_names])
             preds *= scale[:, None]
         else:
-            p50 = np.maximum(self.boosters[_qname(0.5)].predict(x) * scale, 0.0)
+            p50 = np.maximum(self.p50_ratio(x) * scale, 0.0)
             cal = self.calibration.quantiles(p50, scale, design.horizon, self.dispersion(x))
             preds = np.column_stack([cal[n] for n in self.quantile_names])
         preds = np.sort(np.maximum(preds, 0.0), axis=1)

@@ -53,6 +53,7 @@ def artifact_files(model: ForecastModel) -> dict[str, bytes]:
         "boosters": {name: f"booster_{name}.txt" for name in model.boosters},
         "reference_bins": model.reference_bins,
         "calibration": None if model.calibration is None else model.calibration.to_json(),
+        "p50_base": model.p50_base,
     }
     files = {
         f"booster_{name}.txt": booster.model_to_string().encode("utf-8")
@@ -124,6 +125,8 @@ def model_from_files(read: Callable[[str], bytes]) -> ForecastModel:
     # Absent in artifacts with one booster per quantile (before calibrated quantiles).
     cal = meta.get("calibration")
     model.calibration = None if cal is None else Calibration.from_json(cal)
+    # Absent in artifacts saved before P50 candidates could boost from a base.
+    model.p50_base = meta.get("p50_base")
     model.boosters = {
         name: lgb.Booster(model_str=read(fname).decode("utf-8"))
         for name, fname in meta["boosters"].items()

@@ -12,6 +12,13 @@ WAPE stops improving; the winner (lowest WAPE among those with |bias| within
 :data:`MAX_BIAS`) then goes on boosting a tenth more rounds on every row, the
 most recent targets included. Which candidate won, its rounds and every
 candidate's score are recorded with the model (``train_info['selection']``).
+
+A candidate may boost from a per-row *base* (:data:`BASES`: a feature column,
+the forecast before any tree) instead of from the average ratio: it then learns
+the target minus the base, and its forecast is the base plus the trees'. On
+steady, high-volume series the average start is the series' recent mean, which
+the few rounds early stopping keeps barely move; from last period's value the
+trees only have to learn the corrections, and none may be the best answer.
 """
 
 from __future__ import annotations
@@ -34,6 +41,13 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "l2": {"objective": "l2"},
     "tweedie": {"objective": "tweedie", "tweedie_variance_power": 1.5},
 }
+# Candidates that boost from a feature's value (the ratio to the scale) rather than
+# from the average: "l2_last" is squared error from the last known value, the
+# naive forecast. Offered for weekly data only (ForecastModel._candidates): on daily
+# data last period's value is the wrong weekday, and the same weekday a week back
+# (tried) was chosen on flights_daily's calm validation windows, then lost December's
+# holidays (WAPE 0.1287 against 0.1215, 3 seeds; docs/benchmarks.md).
+BASES: dict[str, str] = {"l2_last": "last_known"}
 # A candidate whose validation bias is beyond this is only chosen when all are.
 MAX_BIAS = 0.05
 # Early stopping: training stops once EARLY_STOPPING_ROUNDS rounds have not improved
@@ -41,6 +55,9 @@ MAX_BIAS = 0.05
 EARLY_STOPPING_ROUNDS = 15
 MIN_IMPROVEMENT = 0.001
 MIN_ROUNDS = 10
+# From a base, no correction at all can be the best forecast: one round (the trees'
+# average correction) and a continuation of at least one round, not MIN_ROUNDS.
+MIN_ROUNDS_FROM_BASE = 1
 # Rounds when the history is too short for a validation window (nothing to stop on):
 # at learning rate 0.05, the middle of the range early stopping chose on the six data
 # sets of bench/accuracy_suite.py (10 to 149 over 3 windows x 3 seeds), and LightGBM's
@@ -68,11 +85,15 @@ class ValidationSet(NamedTuple):
 
 
 class Selection(NamedTuple):
-    """The trained P50 booster, the choice made, and its validation forecasts (units)."""
+    """The trained P50 booster, the choice made, and its validation forecasts (units).
+
+    ``base``: the feature the booster's output is added to (:data:`BASES`), or None.
+    """
 
     booster: lgb.Booster
     info: dict[str, Any]
     valid_p50: np.ndarray | None
+    base: str | None = None
 
 
 def quantile_name(q: float) -> str:
@@ -82,11 +103,22 @@ def quantile_name(q: float) -> str:
 
 def objective_params(name: str) -> dict[str, Any]:
     """LightGBM parameters of a P50 objective: a candidate's, 'quantile' (alpha 0.5) or 'l1'."""
+    if name in BASES:
+        return dict(CANDIDATES["l2"])
     if name in CANDIDATES:
         return dict(CANDIDATES[name])
     if name == "quantile":
         return {"objective": "quantile", "alpha": 0.5}
     return {"objective": name}
+
+
+def base_values(x: np.ndarray, features: list[str], base: str | None) -> np.ndarray | float:
+    """Each row's base ratio: feature ``base`` of ``x`` (1, the recent mean, where it is
+    unknown), or 0.0 without a base."""
+    if base is None:
+        return 0.0
+    v = x[:, features.index(base)].astype(np.float64)
+    return np.where(np.isnan(v), 1.0, v)
 
 
 def _dataset(data: TrainingSet, params: dict[str, Any]) -> lgb.Dataset:
@@ -149,7 +181,10 @@ def select_and_train(
     rounds = int(params.get("num_iterations", 100))
     info: dict[str, Any] = {"candidates": {}, "max_rounds": rounds}
     if valid is None or fit_rows is None or len(fit_rows) == 0:
-        name = candidates[0]
+        # (nothing to tell a base from the average on: the first candidate without one)
+        name = next((n for n in candidates if n not in BASES), candidates[0])
+        if name in BASES:
+            raise ValueError(f"no candidate without a base among {candidates}")
         if early_stopping:  # nothing to stop on: a history too short to validate
             rounds = min(rounds, ROUNDS_WITHOUT_VALIDATION)
         info.update(objective=name, rounds=rounds, validation=None)
@@ -160,31 +195,45 @@ def select_and_train(
         return Selection(booster, info, None)
 
     full_set = _dataset(data, params)
-    fit_set = full_set.subset(np.sort(fit_rows).tolist()).construct()
+    fit_sorted = np.sort(fit_rows)
+    fit_set = full_set.subset(fit_sorted.tolist()).construct()
     valid_ok = ~np.isnan(valid.y)
-    vy, vscale = valid.y[valid_ok], valid.scale[valid_ok]
+    vx, vy, vscale = valid.x[valid_ok], valid.y[valid_ok], valid.scale[valid_ok]
     # Weighted by the scale, LightGBM's own L1 on demand / scale is sum|y - forecast|
     # / sum(scale): the validation WAPE times a constant, computed in C++ every round.
-    val_set = fit_set.create_valid(valid.x[valid_ok], vy / vscale, weight=vscale)
+    val_set = fit_set.create_valid(vx, vy / vscale, weight=vscale)
 
     results: dict[str, dict[str, Any]] = {}
     preds: dict[str, np.ndarray] = {}
     boosters: dict[str, lgb.Booster] = {}
     for name in candidates:
         t0 = time.perf_counter()
+        base = BASES.get(name)
         cp = {**params, **objective_params(name), "metric": "l1"}
         callbacks: list[Callable[..., Any]] = []
         if early_stopping:
             callbacks.append(_early_stopping(EARLY_STOPPING_ROUNDS, MIN_IMPROVEMENT))
+        # A base is subtracted from the labels (the L1 metric is then still the WAPE),
+        # and the labels put back for the next candidate.
+        vbase = base_values(vx, data.features, base)
+        if base is not None:
+            fit_set.set_label(
+                data.target[fit_sorted] - base_values(data.x[fit_sorted], data.features, base)
+            )
+            val_set.set_label(vy / vscale - vbase)
         with warnings.catch_warnings():
             # the validation rows share the training rows' bins (that is the point)
             warnings.filterwarnings("ignore", "Overriding the parameters from Reference")
             booster = lgb.train(cp, fit_set, valid_sets=[val_set], callbacks=callbacks)
+        if base is not None:
+            fit_set.set_label(data.target[fit_sorted])
+            val_set.set_label(vy / vscale)
         best = rounds
         if early_stopping:
-            best = max(MIN_ROUNDS, min(booster.best_iteration or rounds, rounds))
+            least = MIN_ROUNDS if base is None else MIN_ROUNDS_FROM_BASE
+            best = max(least, min(booster.best_iteration or rounds, rounds))
         p = np.full(len(valid.y), np.nan)
-        p[valid_ok] = booster.predict(valid.x[valid_ok], num_iteration=best) * vscale
+        p[valid_ok] = (np.asarray(booster.predict(vx, num_iteration=best)) + vbase) * vscale
         preds[name] = np.maximum(p, 0.0)
         boosters[name] = booster
         wape, bias = _score(valid.y, preds[name])
@@ -198,10 +247,13 @@ def select_and_train(
     chosen = min(ok, key=lambda n: results[n]["wape"])
     best_rounds = int(results[chosen]["rounds"])
     final = {**params, **objective_params(chosen), "num_iterations": best_rounds}
+    base = BASES.get(chosen)
+    if base is not None:
+        full_set.set_label(data.target - base_values(data.x, data.features, base))
     if early_stopping and trainer is None:
         # The winner goes on boosting from where it stopped, on every row: the most
         # recent targets refresh it at a tenth of a full refit's cost.
-        extra = max(MIN_ROUNDS, best_rounds // 10)
+        extra = max(MIN_ROUNDS if base is None else MIN_ROUNDS_FROM_BASE, best_rounds // 10)
         start = lgb.Booster(model_str=boosters[chosen].model_to_string(num_iteration=best_rounds))
         booster = lgb.train({**final, "num_iterations": extra}, full_set, init_model=start)
         how = f"continued {extra} rounds on every row"
@@ -216,4 +268,6 @@ def select_and_train(
         candidates=results,
         validation={"rows": int(valid_ok.sum()), "fit_rows": len(fit_rows)},
     )
-    return Selection(booster, info, preds[chosen])
+    if base is not None:
+        info["base"] = base
+    return Selection(booster, info, preds[chosen], base)
