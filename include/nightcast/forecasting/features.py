@@ -47,7 +47,9 @@ def _last_where(cond: np.ndarray, start: int) -> np.ndarray:
 
 def lookback(spec: FreqSpec) -> int:
     """Periods before an origin its features read (the EWM's memory at least)."""
-    year = spec.year + max((spec.scale_window, *(w // 2 + w for w in spec.year_windows)))
+    year = spec.year * max(1, spec.year_ratios) + max(
+        (spec.scale_window, *(w // 2 + w for w in spec.year_windows))
+    )
     return max(year, max(spec.windows), _short_lookback(spec), EWM_SPAN) + 1
 
 
@@ -218,6 +220,29 @@ class HistoryStats:
         )
         return feats
 
+    def year_ratio(self, s: np.ndarray, o: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Target ``t``'s period in each of the last ``year_ratios`` years over the level
+        (scale-window mean) at the origin's period that year, averaged over the years
+        known (NaN: none). Times today's level, it is the seasonal naive forecast
+        adjusted to today's level: the seasonal shape of long, steady series.
+        """
+        spec = self.spec
+        total = np.zeros(len(t))
+        count = np.zeros(len(t))
+        for k in range(1, spec.year_ratios + 1):
+            back_t, back_o = t - k * spec.year, o - k * spec.year
+            # (a target more than a year ahead has no value at the origin for k = 1)
+            ok = (back_o >= 0) & (back_t >= 0) & (back_t <= o)
+            level = self.mean(s, np.maximum(back_o, 0), spec.scale_window)
+            value = self.y[s, np.clip(back_t, 0, o)]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ratio = value / level
+            good = ok & (level > 0) & np.isfinite(ratio)
+            total += np.where(good, ratio, 0.0)
+            count += good
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
     def seasonal_features(
         self, s: np.ndarray, o: np.ndarray, t: np.ndarray, scale: np.ndarray
     ) -> dict[str, np.ndarray]:
@@ -237,6 +262,8 @@ class HistoryStats:
                 feats[f"season_mean_{k}"] = (
                     np.where(cnt > 0, tot / np.maximum(cnt, 1), np.nan) / scale
                 )
+        if self.spec.year_ratios:
+            feats[f"year_ratio_{self.spec.year_ratios}"] = self.year_ratio(s, o, t)
         for w in self.spec.year_windows:
             # Mean of the w periods centred on the target's date a year before; only
             # periods up to the origin (none for a horizon within w // 2 of a year).

@@ -50,6 +50,10 @@ _PATTERNS = (
         "exponentially weighted mean of demand (\N{GREEK SMALL LETTER ALPHA} {n})",
     ),
     (
+        re.compile(r"year_ratio_(?P<n>\d+)"),
+        "same {season} in the last {n} years, over the level then",
+    ),
+    (
         re.compile(r"year_ago_(?P<n>\d+)"),
         "demand a year before the forecast date ({n}-{unit} mean)",
     ),

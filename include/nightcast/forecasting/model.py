@@ -100,6 +100,9 @@ YEARLY_CALENDAR = ("month", "week_of_year", "weeks_to_xmas")
 # on both cover that staleness and one window's shocks do not decide alone.
 VALID_WINDOWS = 2
 MIN_FIT_ROWS = 100
+# A candidate boosting from a feature is offered when the feature is known on at least
+# this share of the training rows (see ForecastModel._candidates).
+MIN_BASE_KNOWN = 0.5
 # Training rows weigh their series' scale (capped at this quantile): the loss on
 # demand / scale then counts units, as WAPE does, instead of letting the ratios of
 # many small, lumpy series outweigh the few that make most of the volume.
@@ -297,7 +300,7 @@ class ForecastModel:
             fit_rows,
             valid,
             self._train_params(),
-            self._candidates(target),
+            self._candidates(target, x),
             "num_iterations" not in self._user_params,
             self.trainer,
         )
@@ -358,15 +361,23 @@ class ForecastModel:
         params["device_type"] = resolve_device(str(params.get("device_type", "cpu")))
         return params
 
-    def _candidates(self, target: np.ndarray) -> list[str]:
-        """P50 objectives to choose from: the set one, or every candidate for 'auto'."""
+    def _candidates(self, target: np.ndarray, x: np.ndarray) -> list[str]:
+        """P50 objectives to choose from: the set one, or every candidate for 'auto'.
+
+        A candidate with a base (training.BASES, weekly data only) is offered where
+        its feature is known on at least half the training rows ``x``: elsewhere it
+        would mostly start from the average, as the plain candidate does.
+        """
         if self.objective != "auto":
             return [self.objective]
         names = list(CANDIDATES)
         if np.nanmin(target) < 0:  # Tweedie needs non-negative targets (returns net of sales)
             names.remove("tweedie")
-        if not self.spec.daily:  # (see training.BASES)
-            names += list(BASES)
+        if not self.spec.daily:
+            for name, feature in BASES.items():
+                j = self._features.index(feature) if feature in self._features else None
+                if j is not None and np.isfinite(x[:, j]).mean() >= MIN_BASE_KNOWN:
+                    names.append(name)
         return names
 
     def p50_ratio(self, x: np.ndarray) -> np.ndarray:

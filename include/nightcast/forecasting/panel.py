@@ -38,6 +38,12 @@ class FreqSpec:
     # where the 52-weeks-back seasonal mean is that feature already).
     year: int = 364
     year_windows: tuple[int, ...] = (7,)
+    # Years averaged in the "same period in past years over the level then" feature
+    # (0: none; daily data has year_ago_7 and the year_ago_level instead). Weekly: up
+    # to 5, the span of X-11's default 3x3 seasonal filter: one week's noise averages
+    # out over the years a long series has (births_weekly: 3 years 0.0314, 5 years
+    # 0.0292; the other weekly sets have one year).
+    year_ratios: int = 0
 
 
 def freq_spec(freq: str) -> FreqSpec:
@@ -50,7 +56,7 @@ def freq_spec(freq: str) -> FreqSpec:
     if key == "W" or key.startswith("W-"):
         # Scale = mean of the last 8 weeks: 4 is too noisy for lumpy weekly item demand.
         return FreqSpec(
-            "W", pd.Timedelta(days=7), 52, (4, 8, 13, 26), (1, 2), 8, 8, 1, 4, False, 52, ()
+            "W", pd.Timedelta(days=7), 52, (4, 8, 13, 26), (1, 2), 8, 8, 1, 4, False, 52, (), 5
         )
     raise ValueError(f"freq={freq!r} is not supported: use 'D' (daily) or 'W' (weekly)")
 

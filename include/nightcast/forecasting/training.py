@@ -42,12 +42,15 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "tweedie": {"objective": "tweedie", "tweedie_variance_power": 1.5},
 }
 # Candidates that boost from a feature's value (the ratio to the scale) rather than
-# from the average: "l2_last" is squared error from the last known value, the
-# naive forecast. Offered for weekly data only (ForecastModel._candidates): on daily
-# data last period's value is the wrong weekday, and the same weekday a week back
-# (tried) was chosen on flights_daily's calm validation windows, then lost December's
-# holidays (WAPE 0.1287 against 0.1215, 3 seeds; docs/benchmarks.md).
-BASES: dict[str, str] = {"l2_last": "last_known"}
+# from the average, with squared error: "l2_last" from the last known value (the
+# naive forecast), "l2_season" from the same week in up to 5 past years over the level
+# then (the seasonal naive at today's level, for long, steady series). Offered for
+# weekly data only, and each only where its feature is known on most training rows
+# (ForecastModel._candidates): on daily data last period's value is the wrong
+# weekday, and the same weekday a week back (tried) was chosen on flights_daily's calm
+# validation windows, then lost December's holidays (WAPE 0.1287 against 0.1215,
+# 3 seeds; docs/benchmarks.md).
+BASES: dict[str, str] = {"l2_last": "last_known", "l2_season": "year_ratio_5"}
 # A candidate whose validation bias is beyond this is only chosen when all are.
 MAX_BIAS = 0.05
 # Early stopping: training stops once EARLY_STOPPING_ROUNDS rounds have not improved
