@@ -17,8 +17,9 @@ A candidate may boost from a per-row *base* (:data:`BASES`: a feature column,
 the forecast before any tree) instead of from the average ratio: it then learns
 the target minus the base, and its forecast is the base plus the trees'. On
 steady, high-volume series the average start is the series' recent mean, which
-the few rounds early stopping keeps barely move; from last period's value the
-trees only have to learn the corrections, and none may be the best answer.
+the few rounds early stopping keeps barely move; from last period's value, or
+from past years' shape at today's level, the trees only have to learn the
+corrections, and none may be the best answer.
 """
 
 from __future__ import annotations
