@@ -213,9 +213,22 @@ def select_and_train(
     results: dict[str, dict[str, Any]] = {}
     preds: dict[str, np.ndarray] = {}
     boosters: dict[str, lgb.Booster] = {}
+    # A start is only worth boosting from where it alone forecasts the validation
+    # windows better than the recent mean (the scale) does: else skipped, and recorded.
+    skipped: dict[str, dict[str, float]] = {}
+    mean_wape = _score(vy, vscale)[0]
     for name in candidates:
         t0 = time.perf_counter()
         base = BASES.get(name)
+        if base is not None:
+            start = np.maximum(base_values(vx, data.features, base), 0.0) * vscale
+            start_wape = _score(vy, start)[0]
+            if start_wape >= mean_wape and any(n not in BASES for n in candidates):
+                skipped[name] = {
+                    "start_wape": round(start_wape, 6),
+                    "mean_wape": round(mean_wape, 6),
+                }
+                continue
         cp = {**params, **objective_params(name), "metric": "l1"}
         callbacks: list[Callable[..., Any]] = []
         if early_stopping:
@@ -250,6 +263,7 @@ def select_and_train(
             "rounds": int(best),
             "seconds": round(time.perf_counter() - t0, 3),
         }
+    candidates = [n for n in candidates if n in results]
     ok = [n for n in candidates if abs(results[n]["bias"]) <= MAX_BIAS] or list(candidates)
     chosen = min(ok, key=lambda n: results[n]["wape"])
     best_rounds = int(results[chosen]["rounds"])
@@ -277,4 +291,6 @@ def select_and_train(
     )
     if base is not None:
         info["base"] = base
+    if skipped:
+        info["skipped"] = skipped
     return Selection(booster, info, preds[chosen], base)
