@@ -45,6 +45,7 @@ from nightcast.forecasting.panel import (
 from nightcast.forecasting.reference import reference_bins
 from nightcast.forecasting.training import (
     BASES,
+    BASES_BY_FREQ,
     CANDIDATES,
     MAX_BIAS,
     Trainer,
@@ -364,8 +365,8 @@ class ForecastModel:
     def _candidates(self, target: np.ndarray, x: np.ndarray) -> list[str]:
         """P50 objectives to choose from: the set one, or every candidate for 'auto'.
 
-        A candidate with a base (training.BASES, weekly data only) is offered where
-        its feature is known on at least half the training rows ``x``: elsewhere it
+        A candidate with a base (training.BASES, by frequency) is offered where its
+        feature is known on at least half the training rows ``x``: elsewhere it
         would mostly start from the average, as the plain candidate does.
         """
         if self.objective != "auto":
@@ -373,11 +374,11 @@ class ForecastModel:
         names = list(CANDIDATES)
         if np.nanmin(target) < 0:  # Tweedie needs non-negative targets (returns net of sales)
             names.remove("tweedie")
-        if not self.spec.daily:
-            for name, feature in BASES.items():
-                j = self._features.index(feature) if feature in self._features else None
-                if j is not None and np.isfinite(x[:, j]).mean() >= MIN_BASE_KNOWN:
-                    names.append(name)
+        for name in BASES_BY_FREQ[self.spec.name]:
+            feature = BASES[name]
+            j = self._features.index(feature) if feature in self._features else None
+            if j is not None and np.isfinite(x[:, j]).mean() >= MIN_BASE_KNOWN:
+                names.append(name)
         return names
 
     def p50_ratio(self, x: np.ndarray) -> np.ndarray:
