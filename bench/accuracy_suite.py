@@ -72,6 +72,7 @@ coverage 77-83%, engine/mlforecast time <= 3x.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import sys
@@ -331,16 +332,21 @@ def _demo(opts: Options, name: str, products: int, stores: int, years: int, seed
     days = (end - start).days + 1
     args = argparse.Namespace(erp=erp, series=30_000, days=days, threads=opts.threads)
     history = m5_scale.paths(args)["history"]
-    if not history.exists():
-        erp.parent.mkdir(parents=True, exist_ok=True)
-        if not erp.exists():
-            t0 = time.perf_counter()
-            tmp = erp.with_suffix(".tmp")
-            tmp.unlink(missing_ok=True)
-            generate(f"sqlite:///{tmp}", size=size, start=start, end=end, seed=seed)
-            tmp.rename(erp)
-            print(f"  [{name}] demo ERP {size} generated in {time.perf_counter() - t0:.0f}s")
-        m5_scale.build_history(args)
+    erp.parent.mkdir(parents=True, exist_ok=True)
+    # demo_store_dept_weekly reads demo_m5's ERP: with --jobs 2 two workers may ask for
+    # it at once, and the first builds it while the other waits (no shared .tmp, no
+    # history parquet read half-written).
+    with open(erp.parent / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not history.exists():
+            if not erp.exists():
+                t0 = time.perf_counter()
+                tmp = erp.with_suffix(".tmp")
+                tmp.unlink(missing_ok=True)
+                generate(f"sqlite:///{tmp}", size=size, start=start, end=end, seed=seed)
+                tmp.rename(erp)
+                print(f"  [{name}] demo ERP {size} generated in {time.perf_counter() - t0:.0f}s")
+            m5_scale.build_history(args)
     frame = pd.read_parquet(history)
     statics = [c for c in STATIC_COLS if c in frame.columns]
     for c in statics:
