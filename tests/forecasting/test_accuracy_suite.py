@@ -120,6 +120,14 @@ def test_densify_fills_zero_demand_from_each_series_start(suite: ModuleType) -> 
     assert out["ds"].iloc[:4].tolist() == list(pd.date_range("2024-01-01", periods=4, freq="D"))
 
 
+def test_weekly_mean_keeps_one_position_per_week(suite: ModuleType) -> None:
+    # Mon 1 + Fri 5 Jan (week 1), nothing in week 2 but a NaN, Wed 17 Jan (week 3)
+    days = pd.Series(pd.to_datetime(["2024-01-01", "2024-01-05", "2024-01-10", "2024-01-17"]))
+    out = suite._weekly_mean(days, pd.Series([1.0, 3.0, None, 6.0]))
+    assert out.index.tolist() == list(pd.date_range("2024-01-01", periods=3, freq="7D"))
+    assert out.tolist() == [2.0, 4.0, 6.0]  # the empty week interpolated, not dropped
+
+
 def test_results_serialise_as_strict_json(suite: ModuleType) -> None:
     payload = {"a": float("nan"), "b": [np.float64(1.5), np.int64(2), np.bool_(True)]}
     text = json.dumps(suite.jsonable(payload), allow_nan=False)
