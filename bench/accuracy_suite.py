@@ -506,9 +506,10 @@ def _mixed_weekly() -> pd.DataFrame:
     for col in ("dm", "bp", "cd", "dy", "sf"):
         series[f"fx/{col}"] = _weekly_mean(day, fx[col])
     pr = rd("dslabs", "pr_death_counts")  # Puerto Rico deaths, Hurricane Maria included
-    week = pd.to_datetime(pr["date"]).dt.to_period("W-SUN").dt.start_time
-    counts = pr.groupby(week)["deaths"].agg(["sum", "size"])
-    series["health/pr_deaths"] = counts.loc[counts["size"] == 7, "sum"].astype(np.float64)
+    deaths = pd.DataFrame(
+        {ID: "pr", DS: pd.to_datetime(pr["date"]), Y: pr["deaths"].astype(np.float64)}
+    )
+    series["health/pr_deaths"] = _whole_weeks(deaths)[Y]
     mel = rd("quantreg", "MelTemp")  # daily maximum, 1981-1990
     series["climate/melbourne_tmax"] = mel["value"].groupby(np.arange(len(mel)) // 7).mean()
     clem = rd("stevedata", "clemson_temps")
